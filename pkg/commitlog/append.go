@@ -1,0 +1,197 @@
+package commitlog
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Append adds a batch of entries at the end of the log, atomically: readers
+// see all of them or none, and after a crash recovery keeps all of them or
+// none. entries[0].Index must be LastIndex()+1 and the indexes dense. Append
+// assigns each entry's Offset (writing it into the slice). With SyncAlways
+// the batch is durable when Append returns nil.
+//
+// If Append fails, nothing of the batch is visible and the log is unchanged;
+// the next Append may succeed (for example once disk space is freed). A
+// failed fsync is different: the on-disk state is then unknown, and the log
+// returns ErrFailed for every later write until it is reopened.
+func (l *Log) Append(entries []Entry) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.writable(); err != nil {
+		return err
+	}
+	a := l.segments[len(l.segments)-1]
+	if err := l.checkBatch(a, entries); err != nil {
+		return err
+	}
+	var batchBytes int64
+	for i := range entries {
+		batchBytes += entryHeaderSize + int64(len(entries[i].Extensions)) + int64(len(entries[i].Data))
+	}
+	if l.needsRoll(a, batchBytes, len(entries)) {
+		if err := l.roll(a); err != nil {
+			return err
+		}
+		a = l.segments[len(l.segments)-1]
+	}
+
+	// Encode the batch, its index entries and its time points.
+	if int64(cap(l.encBuf)) < batchBytes {
+		l.encBuf = make([]byte, batchBytes)
+	}
+	buf := l.encBuf[:batchBytes]
+	l.idxBuf = l.idxBuf[:0]
+	var (
+		pos       = a.size
+		off       = a.nextOff
+		runMax    = a.maxTime
+		lastPoint = int64(-1 << 62)
+		points    []timePoint
+		p         int64
+	)
+	if n := len(a.points); n > 0 {
+		lastPoint, _ = a.entryBounds(a.points[n-1].index)
+	}
+	for i := range entries {
+		e := &entries[i]
+		e.Offset = off
+		off += uint64(e.Count)
+		n := entryHeaderSize + int64(len(e.Extensions)) + int64(len(e.Data))
+		var flags uint8
+		if i == len(entries)-1 {
+			flags = flagBatchEnd
+		}
+		putEntry(buf[p:p+n], e, flags)
+		var ie [indexEntrySize]byte
+		putIndexEntry(ie[:], uint64(pos+p), e.Offset)
+		l.idxBuf = append(l.idxBuf, ie[:]...)
+		if e.Time > runMax {
+			runMax = e.Time
+		}
+		if (a.count() == 0 && i == 0) || pos+p-lastPoint >= int64(l.opts.TimeIndexInterval) {
+			points = append(points, timePoint{time: runMax, index: e.Index})
+			lastPoint = pos + p
+		}
+		p += n
+	}
+
+	if _, err := a.store.WriteAt(buf, pos); err != nil {
+		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.storePath, pos, err))
+	}
+	idxPos := int64(fileHeaderSize) + int64(a.count())*indexEntrySize
+	if _, err := a.idxFile.WriteAt(l.idxBuf, idxPos); err != nil {
+		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.indexPath, idxPos, err))
+	}
+	if l.opts.Sync == SyncAlways {
+		if err := a.store.Sync(); err != nil {
+			l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
+			return errors.Join(l.failed, l.truncateStore(a))
+		}
+	}
+
+	l.mu.Lock()
+	a.next += uint64(len(entries))
+	a.size += batchBytes
+	a.nextOff = off
+	a.maxTime = runMax
+	a.points = append(a.points, points...)
+	l.mu.Unlock()
+	return nil
+}
+
+// writable says whether the log accepts writes. Caller holds appendMu.
+func (l *Log) writable() error {
+	if l.closed {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+func (l *Log) checkBatch(a *segment, entries []Entry) error {
+	if len(entries) == 0 {
+		return fmt.Errorf("%w: no entries", ErrInvalidBatch)
+	}
+	if len(entries) > l.opts.MaxSegmentEntries {
+		return fmt.Errorf("%w: %d entries, a segment holds at most %d", ErrInvalidBatch, len(entries), l.opts.MaxSegmentEntries)
+	}
+	for i := range entries {
+		e := &entries[i]
+		if want := a.next + uint64(i); e.Index != want {
+			return fmt.Errorf("%w: entry %d of the batch has index %d, want %d", ErrInvalidBatch, i, e.Index, want)
+		}
+		if n := len(e.Extensions) + len(e.Data); n > l.opts.MaxEntryBytes {
+			return fmt.Errorf("%w: entry %d is %d bytes, the limit is %d", ErrEntryTooLarge, e.Index, n, l.opts.MaxEntryBytes)
+		}
+	}
+	return nil
+}
+
+func (l *Log) needsRoll(a *segment, batchBytes int64, n int) bool {
+	if a.count() == 0 {
+		return false
+	}
+	if a.size+batchBytes > l.opts.MaxSegmentBytes || int(a.count())+n > len(a.idx)/indexEntrySize {
+		return true
+	}
+	return l.opts.MaxSegmentAge > 0 && l.opts.Now().UnixNano()-a.hdr.created >= int64(l.opts.MaxSegmentAge)
+}
+
+// undoAppend cuts a failed write's partial bytes off the store. If even that
+// fails, the log is marked failed.
+func (l *Log) undoAppend(a *segment, err error) error {
+	return errors.Join(err, l.truncateStore(a))
+}
+
+func (l *Log) truncateStore(a *segment) error {
+	if terr := a.store.Truncate(a.size); terr != nil {
+		if l.failed == nil {
+			l.failed = fmt.Errorf("%w: cut %s back to %d after a failed write: %w", ErrFailed, a.storePath, a.size, terr)
+		}
+		return l.failed
+	}
+	return nil
+}
+
+// roll seals the active segment a and starts a new one after it. The old
+// segment is made durable (store, index, time index) before the new one
+// exists, so every sealed segment on disk is whole.
+func (l *Log) roll(a *segment) error {
+	if err := a.store.Sync(); err != nil {
+		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
+		return l.failed
+	}
+	if err := a.idxFile.Sync(); err != nil {
+		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.indexPath, err)
+		return l.failed
+	}
+	th := a.hdr
+	th.magic = magicTime
+	if err := writeFileAtomic(l.fs, a.timePath, encodeTimeIndex(th, a.points)); err != nil {
+		return err
+	}
+	s, err := l.createSegment(fileHeader{baseIndex: a.next, baseOffset: a.nextOff, startTime: a.maxTime})
+	if err != nil {
+		return err
+	}
+	// The old index shrinks to its entries; the mapping stays (nothing
+	// reads past the entries) and the write handle closes.
+	want := int64(fileHeaderSize) + int64(a.count())*indexEntrySize
+	if err := a.idxFile.Truncate(want); err != nil {
+		l.logger.Warn("could not shrink a sealed index; it is still valid", "file", a.indexPath, "error", err)
+	}
+	if err := a.idxFile.Close(); err != nil {
+		l.logger.Warn("closing a sealed index failed", "file", a.indexPath, "error", err)
+	}
+	l.mu.Lock()
+	a.idxFile = nil
+	l.segments = append(l.segments, s)
+	l.mu.Unlock()
+
+	l.cacheMu.Lock()
+	a.elem = l.lru.PushFront(a)
+	l.nOpen++
+	l.evictLocked()
+	l.cacheMu.Unlock()
+	return nil
+}

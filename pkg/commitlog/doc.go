@@ -1,0 +1,2 @@
+// Package commitlog is placeholder
+package commitlog

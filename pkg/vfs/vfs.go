@@ -1,0 +1,159 @@
+// Package vfs is the small file-system seam that Loghouse's storage code goes
+// through, so that tests can inject faults (EIO, ENOSPC, short writes, failed
+// fsyncs) at any call and check that nothing acknowledged is lost.
+//
+// OS is the real implementation. Fault wraps any FS and fails the N-th
+// matching operation, or every one after it, as a test asks.
+package vfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// File is an open file. Positional reads and writes only: no code in Loghouse
+// depends on a shared file offset.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	io.Closer
+	// Name is the path the file was opened with.
+	Name() string
+	// Sync makes the file's data (and the metadata needed to read it back,
+	// such as its size) durable: fdatasync(2).
+	Sync() error
+	// Truncate changes the file's size.
+	Truncate(size int64) error
+	// Size is the file's current size in bytes.
+	Size() (int64, error)
+	// Map maps the first length bytes of the file read-only and shared, so
+	// that WriteAt on the same file is visible through the mapping.
+	Map(length int) (Mapping, error)
+}
+
+// Mapping is a read-only shared memory mapping of a file.
+type Mapping interface {
+	// Bytes is the mapped memory. It must not be used after Unmap.
+	Bytes() []byte
+	Unmap() error
+}
+
+// FS is the set of file-system operations storage code may use.
+type FS interface {
+	// OpenFile opens or creates a file, as os.OpenFile.
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// Remove removes a file.
+	Remove(name string) error
+	// Rename renames a file, replacing the target atomically.
+	Rename(oldpath, newpath string) error
+	// ReadDir lists a directory's entry names, sorted.
+	ReadDir(dir string) ([]string, error)
+	// MkdirAll creates a directory and its parents.
+	MkdirAll(dir string, perm os.FileMode) error
+	// SyncDir makes the directory's entries (creations, renames, removals)
+	// durable.
+	SyncDir(dir string) error
+}
+
+// OS is the FS of the operating system.
+type OS struct{}
+
+var _ FS = OS{}
+
+// OpenFile implements FS.
+func (OS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+// Remove implements FS.
+func (OS) Remove(name string) error { return os.Remove(name) }
+
+// Rename implements FS.
+func (OS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// ReadDir implements FS.
+func (OS) ReadDir(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
+
+// MkdirAll implements FS.
+func (OS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
+
+// SyncDir implements FS.
+func (OS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
+
+type osFile struct{ f *os.File }
+
+func (o osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
+func (o osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
+func (o osFile) Close() error                             { return o.f.Close() }
+func (o osFile) Name() string                             { return o.f.Name() }
+func (o osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
+
+func (o osFile) Sync() error {
+	for {
+		err := unix.Fdatasync(int(o.f.Fd()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "fdatasync", Path: o.f.Name(), Err: err}
+		}
+		return nil
+	}
+}
+
+func (o osFile) Size() (int64, error) {
+	fi, err := o.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+func (o osFile) Map(length int) (Mapping, error) {
+	if length <= 0 {
+		return nil, fmt.Errorf("vfs: map %s: invalid length %d", o.f.Name(), length)
+	}
+	b, err := unix.Mmap(int(o.f.Fd()), 0, length, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, &os.PathError{Op: "mmap", Path: o.f.Name(), Err: err}
+	}
+	return &osMapping{b: b}, nil
+}
+
+type osMapping struct{ b []byte }
+
+func (m *osMapping) Bytes() []byte { return m.b }
+
+func (m *osMapping) Unmap() error {
+	if m.b == nil {
+		return nil
+	}
+	err := unix.Munmap(m.b)
+	m.b = nil
+	return err
+}
