@@ -171,14 +171,14 @@ func verifyEntry(h *entryHeader, b []byte) error {
 func DecodeEntry(b []byte) (Entry, int, error) {
 	h, err := decodeEntryHeader(b)
 	if err != nil {
-		return Entry{}, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return Entry{}, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	n := h.size()
 	if int64(len(b)) < n {
 		return Entry{}, 0, fmt.Errorf("%w: entry needs %d bytes, have %d", ErrCorrupt, n, len(b))
 	}
 	if err := verifyEntry(&h, b[:n]); err != nil {
-		return Entry{}, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return Entry{}, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return entryFromHeader(&h, b[:n]), int(n), nil
 }

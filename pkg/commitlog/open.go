@@ -317,7 +317,7 @@ func (l *Log) mapSealedIndex(s *segment) error {
 	ih := s.hdr
 	ih.magic = magicIndex
 	if h, err := decodeFileHeader(m.Bytes(), magicIndex); err != nil || h != ih {
-		return errors.Join(fmt.Errorf("index header does not match the store (%v)", err), m.Unmap())
+		return errors.Join(fmt.Errorf("index header does not match the store: %w", err), m.Unmap())
 	}
 	s.idxMap, s.idx = m, m.Bytes()[fileHeaderSize:]
 	bad := func(reason string) error {

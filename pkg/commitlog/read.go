@@ -237,7 +237,7 @@ func (it *Iterator) fill() (bool, error) {
 		return false, err
 	}
 	defer l.release(s)
-	pos, end := s.entryBounds(it.next)
+	pos, _ := s.entryBounds(it.next)
 	// The last entry j such that the chunk [pos, end(j)) fits readChunk;
 	// at least one entry.
 	n := int(s.next - it.next)
@@ -248,7 +248,7 @@ func (it *Iterator) fill() (bool, error) {
 	if k == 0 {
 		k = 1
 	}
-	_, end = s.entryBounds(it.next + uint64(k) - 1)
+	_, end := s.entryBounds(it.next + uint64(k) - 1)
 	if pos < fileHeaderSize || end <= pos || end > s.size {
 		return false, &CorruptError{File: s.indexPath, Pos: fileHeaderSize + int64(it.next-s.hdr.baseIndex)*indexEntrySize,
 			Reason: fmt.Sprintf("index gives bytes [%d, %d) of a %d-byte store", pos, end, s.size)}

@@ -49,7 +49,7 @@ func (o Op) String() string {
 
 // Injected errors commonly used by tests.
 var (
-	ErrIO     error = syscall.EIO
+	ErrIO      error = syscall.EIO
 	ErrNoSpace error = syscall.ENOSPC
 )
 
