@@ -17,6 +17,9 @@
 //	00000000000000000001.index      fixed-width index of the entries
 //	00000000000000000001.timeindex  sparse time index (sealed segments only)
 //
+// A file named LOCK holds an exclusive flock(2) while the log is open, so two
+// processes never append to the same log.
+//
 // The last segment is the active one (appended to); the others are sealed
 // and never change, except that truncating a suffix can cut a sealed segment
 // and make it active again. The store file defines a segment: an index or

@@ -98,13 +98,20 @@ type Log struct {
 	nOpen   int
 
 	recovery RecoveryReport
+	lock     io.Closer // the directory lock, if the FS can lock
 }
+
+// lockName is the lock file in a log directory; see Open.
+const lockName = "LOCK"
 
 var segmentFileRE = regexp.MustCompile(`^([0-9]{20})(\.store|\.index|\.timeindex)$`)
 
 // Open opens the log in dir, creating dir and an empty log if needed. It
 // reads every store file's header, scans only the last segment, repairs a
-// torn tail and reports what it did (see Recovery).
+// torn tail and reports what it did (see Recovery). If the FS can lock
+// (vfs.OS can), Open takes an exclusive lock on dir/LOCK, so a second Open of
+// the same directory, in this process or another, fails with vfs.ErrLocked
+// until Close.
 func Open(dir string, opts Options) (*Log, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
@@ -114,6 +121,13 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.recovery.TruncatedAt = -1
 	if err := l.fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", dir, err)
+	}
+	if lk, ok := l.fs.(vfs.Locker); ok {
+		lock, err := lk.Lock(filepath.Join(dir, lockName))
+		if err != nil {
+			return nil, fmt.Errorf("commitlog: lock %s (is another process using this log?): %w", dir, err)
+		}
+		l.lock = lock
 	}
 	names, err := l.fs.ReadDir(dir)
 	if err != nil {
@@ -131,6 +145,9 @@ func Open(dir string, opts Options) (*Log, error) {
 			continue
 		}
 		m := segmentFileRE.FindStringSubmatch(name)
+		if name == lockName {
+			continue
+		}
 		if m == nil {
 			l.recovery.Ignored = append(l.recovery.Ignored, name)
 			l.logger.Warn("ignoring a file that is not part of the log", "dir", dir, "file", name)
@@ -206,7 +223,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if len(l.segments) == 0 {
 		s, err := l.createSegment(fileHeader{baseIndex: opts.InitialIndex, baseOffset: 0, startTime: math.MinInt64})
 		if err != nil {
-			return nil, err
+			return nil, l.closeAfter(err)
 		}
 		l.segments = []*segment{s}
 		return l, nil
@@ -223,7 +240,20 @@ func (l *Log) closeAfter(err error) error {
 	for _, s := range l.segments {
 		err = errors.Join(err, s.closeFiles())
 	}
-	return err
+	return errors.Join(err, l.unlock())
+}
+
+// unlock releases the directory lock, if held.
+func (l *Log) unlock() error {
+	if l.lock == nil {
+		return nil
+	}
+	err := l.lock.Close()
+	l.lock = nil
+	if err != nil {
+		return fmt.Errorf("commitlog: unlock %s: %w", l.dir, err)
+	}
+	return nil
 }
 
 // readStoreHeader reads a store file's header and size.
@@ -346,5 +376,6 @@ func (l *Log) Close() error {
 	l.lru.Init()
 	l.nOpen = 0
 	l.cacheMu.Unlock()
+	errs = append(errs, l.unlock())
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package vfs
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -178,6 +179,14 @@ func (f *Fault) SyncDir(dir string) error {
 		return err
 	}
 	return f.inner.SyncDir(dir)
+}
+
+// Lock implements Locker if the inner FS does; it is never failed.
+func (f *Fault) Lock(path string) (io.Closer, error) {
+	if lk, ok := f.inner.(Locker); ok {
+		return lk.Lock(path)
+	}
+	return io.NopCloser(nil), nil
 }
 
 type faultFile struct {

@@ -59,6 +59,17 @@ type FS interface {
 	SyncDir(dir string) error
 }
 
+// Locker is implemented by file systems that can take an exclusive,
+// advisory lock on a file, so that two processes never open the same log.
+// The lock is held until the returned Closer is closed or the process
+// exits.
+type Locker interface {
+	Lock(path string) (io.Closer, error)
+}
+
+// ErrLocked means another process holds the lock.
+var ErrLocked = errors.New("vfs: locked by another process")
+
 // OS is the FS of the operating system.
 type OS struct{}
 
@@ -103,6 +114,22 @@ func (OS) SyncDir(dir string) error {
 	}
 	err = d.Sync()
 	return errors.Join(err, d.Close())
+}
+
+// Lock implements Locker with flock(2) on path, creating it if needed.
+func (OS) Lock(path string) (io.Closer, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		cerr := f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errors.Join(fmt.Errorf("%w: %s", ErrLocked, path), cerr)
+		}
+		return nil, errors.Join(&os.PathError{Op: "flock", Path: path, Err: err}, cerr)
+	}
+	return f, nil
 }
 
 type osFile struct{ f *os.File }
