@@ -3,6 +3,7 @@ package commitlog
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Append adds a batch of entries at the end of the log, atomically: readers
@@ -115,8 +116,13 @@ func (l *Log) checkBatch(a *segment, entries []Entry) error {
 	if len(entries) > l.opts.MaxSegmentEntries {
 		return fmt.Errorf("%w: %d entries, a segment holds at most %d", ErrInvalidBatch, len(entries), l.opts.MaxSegmentEntries)
 	}
+	off := a.nextOff
 	for i := range entries {
 		e := &entries[i]
+		if off > math.MaxUint64-uint64(e.Count) {
+			return fmt.Errorf("%w: entry %d's %d records would overflow the record offset", ErrInvalidBatch, e.Index, e.Count)
+		}
+		off += uint64(e.Count)
 		if want := a.next + uint64(i); e.Index != want {
 			return fmt.Errorf("%w: entry %d of the batch has index %d, want %d", ErrInvalidBatch, i, e.Index, want)
 		}

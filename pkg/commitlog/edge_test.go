@@ -37,3 +37,27 @@ func TestOpenLocksDirectory(t *testing.T) {
 		t.Fatalf("the lock file was reported as a stray file: %v", got)
 	}
 }
+
+// TestAppendRejectsOffsetOverflow checks that a batch whose record counts
+// would overflow the 64-bit offset is refused before anything is written.
+func TestAppendRejectsOffsetOverflow(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Reset(1, 1<<64-10); err != nil {
+		t.Fatal(err)
+	}
+	err = l.Append([]Entry{{Index: 1, Count: 5}, {Index: 2, Count: 5}})
+	if !errors.Is(err, ErrInvalidBatch) {
+		t.Fatalf("Append = %v, want ErrInvalidBatch", err)
+	}
+	if l.LastIndex() != 0 || l.NextOffset() != 1<<64-10 {
+		t.Fatalf("log changed: last index %d, next offset %d", l.LastIndex(), l.NextOffset())
+	}
+	if err := l.Append([]Entry{{Index: 1, Count: 9}}); err != nil {
+		t.Fatalf("Append within range: %v", err)
+	}
+}
