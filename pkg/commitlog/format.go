@@ -165,6 +165,17 @@ func verifyEntry(h *entryHeader, b []byte) error {
 	return nil
 }
 
+// AppendEntry appends e in the store's entry framing (header with checksum,
+// extensions, data) to dst, for streams that carry entries between logs
+// (raft snapshots); DecodeEntry reads it back. The batch-end flag is set.
+func AppendEntry(dst []byte, e *Entry) []byte {
+	n := entryHeaderSize + len(e.Extensions) + len(e.Data)
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...)
+	putEntry(dst[start:], e, flagBatchEnd)
+	return dst
+}
+
 // DecodeEntry decodes one whole stored entry from b, checking its checksum.
 // It returns the entry (aliasing b) and the number of bytes it used. It is the
 // decoder the log uses for every read; a dump tool can use it too.

@@ -49,6 +49,53 @@ func (l *Log) Read(i uint64) (Entry, error) {
 	return e, err
 }
 
+// OffsetOf returns the record offset of entry i (the offset of its first
+// record, or of the next record if it holds none), from the index alone.
+func (l *Log) OffsetOf(i uint64) (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s, err := l.segmentFor(i)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.acquire(s); err != nil {
+		return 0, err
+	}
+	defer l.release(s)
+	return s.offsetAt(i), nil
+}
+
+// EncodedSize returns the number of store bytes that entries [from, to]
+// take, which is also what Iterator.Raw yields for them.
+func (l *Log) EncodedSize(from, to uint64) (int64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if to < from {
+		return 0, nil
+	}
+	if _, err := l.segmentFor(from); err != nil {
+		return 0, err
+	}
+	if _, err := l.segmentFor(to); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, s := range l.segments {
+		if s.next <= from || s.hdr.baseIndex > to || s.count() == 0 {
+			continue
+		}
+		lo, hi := max(from, s.hdr.baseIndex), min(to, s.next-1)
+		if err := l.acquire(s); err != nil {
+			return 0, err
+		}
+		pos, _ := s.entryBounds(lo)
+		_, end := s.entryBounds(hi)
+		l.release(s)
+		total += end - pos
+	}
+	return total, nil
+}
+
 // IndexOfOffset returns the index of the entry holding record offset off.
 func (l *Log) IndexOfOffset(off uint64) (uint64, error) {
 	l.mu.RLock()
@@ -168,6 +215,7 @@ type Iterator struct {
 	pos  int    // decode position in buf
 	left uint64 // entries in buf not yet decoded
 	cur  Entry
+	raw  []byte
 	err  error
 }
 
@@ -201,6 +249,7 @@ func (it *Iterator) Next() bool {
 		return false
 	}
 	it.cur = e
+	it.raw = it.buf[it.pos : it.pos+n]
 	it.pos += n
 	it.left--
 	it.next++
@@ -210,6 +259,10 @@ func (it *Iterator) Next() bool {
 // Entry is the current entry. Its Extensions and Data alias the iterator's
 // buffer and are valid until the next call to Next.
 func (it *Iterator) Entry() Entry { return it.cur }
+
+// Raw is the current entry in the store's encoding (DecodeEntry reads it),
+// aliasing the iterator's buffer until the next call to Next.
+func (it *Iterator) Raw() []byte { return it.raw }
 
 // Err is the error that stopped the iterator, if any. Reaching the end of the
 // log is not an error.
