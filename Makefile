@@ -26,8 +26,37 @@ run: ## Run the main job: for now, a demo of the storage engine in a temporary d
 test: ## Run every test with the race detector.
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+PROTOC_GEN_GO := $(BIN)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)
+PROTOC_GEN_GO_GRPC := $(BIN)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(PROTOC_GEN_GO):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	mv $(BIN)/protoc-gen-go $@
+
+$(PROTOC_GEN_GO_GRPC):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	mv $(BIN)/protoc-gen-go-grpc $@
+
+PROTOC_FLAGS = --plugin=protoc-gen-go=$(PROTOC_GEN_GO) --plugin=protoc-gen-go-grpc=$(PROTOC_GEN_GO_GRPC) -I pkg/api/v1
+
+.PHONY: proto
+proto: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Regenerate pkg/api/v1 from log.proto (needs protoc: apt-get install protobuf-compiler).
+	protoc $(PROTOC_FLAGS) --go_out=paths=source_relative:pkg/api/v1 --go-grpc_out=paths=source_relative:pkg/api/v1 pkg/api/v1/log.proto
+
+.PHONY: proto-check
+proto-check: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Fail if the checked-in generated code differs from what log.proto generates.
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	protoc $(PROTOC_FLAGS) --go_out=paths=source_relative:$$tmp --go-grpc_out=paths=source_relative:$$tmp pkg/api/v1/log.proto && \
+	for f in log.pb.go log_grpc.pb.go; do \
+	  diff -u pkg/api/v1/$$f $$tmp/$$f || { echo "pkg/api/v1/$$f is stale: run make proto"; exit 1; }; \
+	done
+
 .PHONY: check
-check: fmt vet lint tidy ## gofmt, go vet, golangci-lint and the go mod tidy diff.
+check: fmt vet lint tidy proto-check ## gofmt, go vet, golangci-lint, the go mod tidy diff and the generated-code diff.
 
 .PHONY: fmt
 fmt: ## Fail if any Go file is not gofmt'ed.
