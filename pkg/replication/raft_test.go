@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"sync"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/loghouse/loghouse/pkg/commitlog"
 	"github.com/loghouse/loghouse/pkg/record"
+	"github.com/loghouse/loghouse/pkg/tlsutil"
 	"github.com/loghouse/loghouse/pkg/vfs"
 )
 
@@ -26,6 +29,8 @@ type rtNode struct {
 	fsm    *FSM
 	snaps  *SnapshotStore
 	trans  *raft.NetworkTransport
+	mux    *Mux
+	stream *StreamLayer
 	raft   *raft.Raft
 	logger hclog.Logger
 }
@@ -63,10 +68,15 @@ func rtStart(t *testing.T, id, dir, addr string, opts commitlog.Options) *rtNode
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	trans, err := raft.NewTCPTransportWithLogger(addr, nil, 3, 2*time.Second, logger.Named("transport"))
+	// Raft runs as in production: over the shared-port mux, mutual TLS,
+	// server certificates on both ends.
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mux := NewMux(ln, 2*time.Second, logger.Named("mux"))
+	stream := NewStreamLayer(mux.RaftListener(), ln.Addr(), rtServerStore(t, id), 2*time.Second, logger.Named("stream"))
+	trans := raft.NewNetworkTransportWithLogger(stream, 3, 2*time.Second, logger.Named("transport"))
 	cfg := raft.DefaultConfig()
 	cfg.LocalID = raft.ServerID(id)
 	cfg.Logger = logger.Named("raft")
@@ -84,7 +94,7 @@ func rtStart(t *testing.T, id, dir, addr string, opts commitlog.Options) *rtNode
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &rtNode{id: id, dir: dir, addr: string(trans.LocalAddr()), log: l, fsm: fsm, snaps: snaps, trans: trans, raft: r, logger: logger}
+	n := &rtNode{id: id, dir: dir, addr: string(trans.LocalAddr()), log: l, fsm: fsm, snaps: snaps, trans: trans, mux: mux, stream: stream, raft: r, logger: logger}
 	t.Cleanup(func() { n.stop(t, true) })
 	return n
 }
@@ -102,12 +112,40 @@ func (n *rtNode) stop(t *testing.T, graceful bool) {
 	if err := n.trans.Close(); err != nil {
 		t.Errorf("%s: close transport: %v", n.id, err)
 	}
+	if err := n.mux.Close(); err != nil {
+		t.Errorf("%s: close mux: %v", n.id, err)
+	}
+	n.stream.Wait()
 	if graceful {
 		if err := n.log.Close(); err != nil {
 			t.Errorf("%s: close log: %v", n.id, err)
 		}
 	}
 	n.raft = nil
+}
+
+var (
+	rtCAOnce sync.Once
+	rtCA     tlsutil.KeyPair
+	rtCAErr  error
+)
+
+// rtServerStore makes a server certificate for id, signed by the tests' CA.
+func rtServerStore(t *testing.T, id string) *tlsutil.Store {
+	t.Helper()
+	rtCAOnce.Do(func() { rtCA, rtCAErr = tlsutil.CreateCA(tlsutil.CAOptions{}) })
+	if rtCAErr != nil {
+		t.Fatal(rtCAErr)
+	}
+	pair, err := tlsutil.CreateCert(rtCA, tlsutil.CertOptions{Kind: tlsutil.ServerCert, Name: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tlsutil.NewStoreFromPEM(rtCA.CertPEM, pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func rtWait(t *testing.T, what string, cond func() bool) {
