@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 

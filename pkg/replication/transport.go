@@ -81,7 +81,12 @@ func (m *Mux) serve() {
 				continue
 			}
 			m.logger.Error("accept failed; the mux stops", "error", err)
-			m.Close()
+			m.closeOnce.Do(func() {
+				close(m.done)
+				if cerr := m.ln.Close(); cerr != nil {
+					m.logger.Debug("closing the listener", "error", cerr)
+				}
+			})
 			return
 		}
 		m.wg.Add(1)
