@@ -27,6 +27,9 @@ type ApplyResult struct {
 	Offset uint64
 	// Count is the number of records.
 	Count uint32
+	// Time is the entry's timestamp (unix nanoseconds), assigned by the
+	// leader: every record of the entry carries it.
+	Time int64
 	// Err is set if the entry could not be found in the log (a bug).
 	Err error
 }
@@ -77,7 +80,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if l.Type == raft.LogCommand {
 			n = record.Count(l.Data)
 		}
-		out[i] = ApplyResult{Index: l.Index, Offset: off, Count: n}
+		out[i] = ApplyResult{Index: l.Index, Offset: off, Count: n, Time: toUnixNano(l.AppendedAt)}
 		next = off + uint64(n)
 		last = l.Index
 	}

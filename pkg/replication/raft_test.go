@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -28,9 +27,8 @@ type rtNode struct {
 	log    *commitlog.Log
 	fsm    *FSM
 	snaps  *SnapshotStore
-	trans  *raft.NetworkTransport
+	node   *Node
 	mux    *Mux
-	stream *StreamLayer
 	raft   *raft.Raft
 	logger hclog.Logger
 }
@@ -51,20 +49,7 @@ type rtNoLockFS struct{ vfs.FS }
 func rtStart(t *testing.T, id, dir, addr string, opts commitlog.Options) *rtNode {
 	t.Helper()
 	logger := hclog.New(&hclog.LoggerOptions{Name: id, Output: rtLogWriter{t}, Level: hclog.Info})
-	opts.Logger = logger.Named("commitlog")
 	opts.FS = rtNoLockFS{vfs.OS{}}
-	l, err := commitlog.Open(filepath.Join(dir, "log"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stable, err := OpenStableStore(nil, filepath.Join(dir, "raft", "stable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snaps, err := NewSnapshotStore(filepath.Join(dir, "raft", "snapshots"), l, 2, logger.Named("snapshots"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -75,52 +60,58 @@ func rtStart(t *testing.T, id, dir, addr string, opts commitlog.Options) *rtNode
 		t.Fatal(err)
 	}
 	mux := NewMux(ln, 2*time.Second, logger.Named("mux"))
-	stream := NewStreamLayer(mux.RaftListener(), ln.Addr(), rtServerStore(t, id), 2*time.Second, logger.Named("stream"))
-	trans := raft.NewNetworkTransportWithLogger(stream, 3, 2*time.Second, logger.Named("transport"))
-	cfg := raft.DefaultConfig()
-	cfg.LocalID = raft.ServerID(id)
-	cfg.Logger = logger.Named("raft")
-	// Short enough for quick elections, long enough that a loaded 2-core
-	// machine running -race does not lose leaders spuriously.
-	cfg.HeartbeatTimeout = time.Second
-	cfg.ElectionTimeout = time.Second
-	cfg.LeaderLeaseTimeout = 500 * time.Millisecond
-	cfg.CommitTimeout = 5 * time.Millisecond
-	cfg.SnapshotThreshold = 1 << 62 // tests take snapshots explicitly
-	cfg.SnapshotInterval = time.Hour
-	cfg.TrailingLogs = 16
-	fsm := NewFSM(l, logger.Named("fsm"))
-	r, err := raft.NewRaft(cfg, fsm, NewLogStore(l), stable, snaps, trans)
+	node, err := NewNode(NodeConfig{
+		ID:           id,
+		DataDir:      dir,
+		Advertise:    ln.Addr().String(),
+		RaftListener: mux.RaftListener(),
+		TLS:          rtServerStore(t, id),
+		Log:          opts,
+		Raft: RaftTiming{
+			// Short enough for quick elections, long enough that a loaded
+			// 2-core machine running -race does not lose leaders.
+			HeartbeatTimeout:   time.Second,
+			ElectionTimeout:    time.Second,
+			LeaderLeaseTimeout: 500 * time.Millisecond,
+			CommitTimeout:      5 * time.Millisecond,
+			SnapshotThreshold:  1 << 62, // tests take snapshots explicitly
+			SnapshotInterval:   time.Hour,
+			TrailingLogs:       16,
+		},
+		HandshakeTimeout: 2 * time.Second,
+		Logger:           logger,
+	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatal(errors.Join(err, mux.Close()))
 	}
-	n := &rtNode{id: id, dir: dir, addr: string(trans.LocalAddr()), log: l, fsm: fsm, snaps: snaps, trans: trans, mux: mux, stream: stream, raft: r, logger: logger}
+	n := &rtNode{id: id, dir: dir, addr: ln.Addr().String(), node: node, log: node.Log, fsm: node.FSM, snaps: node.Snapshots, mux: mux, raft: node.Raft, logger: logger}
 	t.Cleanup(func() { n.stop(t, true) })
 	return n
 }
 
-// stop shuts raft down; graceful closes the log, otherwise the log is
+// stop shuts the node down; graceful closes the log, otherwise the log is
 // abandoned as a killed process would leave it.
 func (n *rtNode) stop(t *testing.T, graceful bool) {
 	t.Helper()
 	if n.raft == nil {
 		return
 	}
-	if err := n.raft.Shutdown().Error(); err != nil {
-		t.Errorf("%s: shutdown: %v", n.id, err)
-	}
-	if err := n.trans.Close(); err != nil {
-		t.Errorf("%s: close transport: %v", n.id, err)
+	if graceful {
+		if err := n.node.Close(); err != nil {
+			t.Errorf("%s: close: %v", n.id, err)
+		}
+	} else {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			t.Errorf("%s: shutdown: %v", n.id, err)
+		}
+		if err := n.node.trans.Close(); err != nil {
+			t.Errorf("%s: close transport: %v", n.id, err)
+		}
 	}
 	if err := n.mux.Close(); err != nil {
 		t.Errorf("%s: close mux: %v", n.id, err)
 	}
-	n.stream.Wait()
-	if graceful {
-		if err := n.log.Close(); err != nil {
-			t.Errorf("%s: close log: %v", n.id, err)
-		}
-	}
+	n.node.WaitStreams()
 	n.raft = nil
 }
 
