@@ -1,0 +1,452 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/loghouse/loghouse/pkg/commitlog"
+)
+
+// Default ports.
+const (
+	DefaultRPCPort  = 8400
+	DefaultSerfPort = 8401
+	DefaultHTTPPort = 8402
+)
+
+// Config is the agent's configuration. Load order: Default(), then each
+// file in turn (later files override what they set), then command-line
+// flags; Validate runs last.
+type Config struct {
+	// NodeName is the node's unique name in the cluster (its raft ID).
+	// Default: the host name.
+	NodeName string
+	// DataDir holds the log and raft's state. Required outside -dev.
+	DataDir string
+	// BindAddr is the address the RPC port listens on. Default: 0.0.0.0.
+	BindAddr string
+	// AdvertiseAddr is the address other nodes and clients reach this
+	// node at. Default: BindAddr, unless that is a wildcard address, in
+	// which case it must be set.
+	AdvertiseAddr string
+	// Ports are the listening ports.
+	Ports Ports
+	// Bootstrap makes this node bootstrap a new cluster of itself and
+	// Peers if it has no raft state; ignored once state exists.
+	Bootstrap bool
+	// Peers are the other servers of a statically configured cluster.
+	Peers []Peer
+	// TLS names the node's certificate files. Required outside -dev.
+	TLS TLS
+	// ACL names the Casbin model and policy files. Empty: the built-in
+	// defaults (root may do everything, anyone else nothing).
+	ACL ACL
+	// Log configures logging.
+	Log Log
+	// Storage configures the commit log.
+	Storage Storage
+	// Raft tunes raft.
+	Raft Raft
+}
+
+// Ports are the agent's TCP ports.
+type Ports struct {
+	// RPC serves gRPC and raft (one port). Default 8400.
+	RPC int
+	// Serf is reserved for gossip. Default 8401.
+	Serf int
+	// HTTP is reserved for metrics and status. Default 8402.
+	HTTP int
+}
+
+// Peer is another server.
+type Peer struct {
+	// Name is its node name.
+	Name string
+	// Address is its RPC address, host:port.
+	Address string
+}
+
+// TLS names certificate files (PEM).
+type TLS struct {
+	CAFile   string
+	CertFile string
+	KeyFile  string
+}
+
+// ACL names the authorization files.
+type ACL struct {
+	ModelFile  string
+	PolicyFile string
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is trace, debug, info, warn or error. Default: info.
+	Level string
+	// JSON makes log lines JSON objects.
+	JSON bool
+}
+
+// Storage configures the commit log.
+type Storage struct {
+	// Sync is "always" (fsync before acknowledging) or "none".
+	Sync commitlog.SyncPolicy
+	// SegmentBytes rolls segments at this size. Default: 64 MiB.
+	SegmentBytes int64
+	// MaxEntryBytes bounds one log entry (a batch of records). Default:
+	// 8 MiB.
+	MaxEntryBytes int64
+	// RetentionBytes deletes the oldest segments beyond this total. Zero:
+	// no limit.
+	RetentionBytes int64
+	// RetentionAge deletes segments whose newest record is older. Zero: no
+	// limit.
+	RetentionAge time.Duration
+	// RetentionCheckInterval is how often retention runs. Default: 1m.
+	RetentionCheckInterval time.Duration
+}
+
+// Raft tunes raft; zero values mean raft's defaults.
+type Raft struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+}
+
+// Default returns the defaults.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "loghouse"
+	}
+	return Config{
+		NodeName: host,
+		BindAddr: "0.0.0.0",
+		Ports:    Ports{RPC: DefaultRPCPort, Serf: DefaultSerfPort, HTTP: DefaultHTTPPort},
+		Log:      Log{Level: "info"},
+		Storage: Storage{
+			Sync:          commitlog.SyncAlways,
+			SegmentBytes:  commitlog.DefaultMaxSegmentBytes,
+			MaxEntryBytes: commitlog.DefaultMaxEntryBytes,
+
+			RetentionCheckInterval: time.Minute,
+		},
+	}
+}
+
+// RPCAddr is the address to listen on.
+func (c *Config) RPCAddr() string {
+	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.Ports.RPC))
+}
+
+// AdvertiseRPC is the RPC address other nodes and clients use.
+func (c *Config) AdvertiseRPC() string {
+	host := c.AdvertiseAddr
+	if host == "" {
+		host = c.BindAddr
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Ports.RPC))
+}
+
+// ErrInvalid wraps every validation and parse error.
+var ErrInvalid = errors.New("config: invalid")
+
+// Validate checks the whole configuration, cross-field rules included, and
+// reports every problem at once. dev relaxes the requirements that -dev
+// fills in itself (data dir, TLS files).
+func (c *Config) Validate(dev bool) error {
+	var errs []string
+	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.NodeName == "" {
+		add("node_name must not be empty")
+	}
+	if !dev && c.DataDir == "" {
+		add("data_dir is required")
+	}
+	if net.ParseIP(c.BindAddr) == nil {
+		add("bind_addr %q is not an IP address", c.BindAddr)
+	}
+	if c.AdvertiseAddr != "" && net.ParseIP(c.AdvertiseAddr) == nil {
+		add("advertise_addr %q is not an IP address", c.AdvertiseAddr)
+	}
+	if c.AdvertiseAddr == "" {
+		if ip := net.ParseIP(c.BindAddr); ip != nil && ip.IsUnspecified() {
+			add("advertise_addr is required when bind_addr is %s (other nodes cannot dial a wildcard address)", c.BindAddr)
+		}
+	}
+	ports := map[int]string{}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"ports.rpc", c.Ports.RPC}, {"ports.serf", c.Ports.Serf}, {"ports.http", c.Ports.HTTP}} {
+		if p.v < 0 || p.v > 65535 {
+			add("%s %d is not a port (1-65535, or 0 for any free port)", p.name, p.v)
+			continue
+		}
+		if p.v == 0 {
+			continue
+		}
+		if other, dup := ports[p.v]; dup {
+			add("%s and %s are both %d", other, p.name, p.v)
+		}
+		ports[p.v] = p.name
+	}
+	names := map[string]bool{c.NodeName: true}
+	for _, p := range c.Peers {
+		if p.Name == "" {
+			add("a peer has no name")
+		} else if names[p.Name] {
+			add("peer %q is listed twice or is this node", p.Name)
+		}
+		names[p.Name] = true
+		if _, _, err := net.SplitHostPort(p.Address); err != nil {
+			add("peer %q address %q is not host:port", p.Name, p.Address)
+		}
+	}
+	if len(c.Peers) > 0 && !c.Bootstrap {
+		add("peers are only used to bootstrap: set bootstrap = true on the nodes that list them")
+	}
+	if !dev {
+		if c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			add("tls.ca_file, tls.cert_file and tls.key_file are required (mutual TLS is always on)")
+		}
+	}
+	if (c.ACL.ModelFile == "") != (c.ACL.PolicyFile == "") && c.ACL.ModelFile != "" {
+		// A model without a policy would deny everything; say so.
+		add("acl.model_file is set without acl.policy_file")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		add("log.level %q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	if c.Storage.SegmentBytes < 1<<20 {
+		add("storage.segment_bytes %d is below 1MiB", c.Storage.SegmentBytes)
+	}
+	if c.Storage.MaxEntryBytes < 1<<10 || c.Storage.MaxEntryBytes > c.Storage.SegmentBytes {
+		add("storage.max_entry_bytes %d must be between 1KiB and storage.segment_bytes (%d)", c.Storage.MaxEntryBytes, c.Storage.SegmentBytes)
+	}
+	if c.Storage.RetentionBytes < 0 || c.Storage.RetentionAge < 0 {
+		add("storage retention must not be negative")
+	}
+	if c.Storage.RetentionCheckInterval < time.Second {
+		add("storage.retention_check_interval %s is below 1s", c.Storage.RetentionCheckInterval)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// file is the HCL shape of a config file. Every field is optional; what a
+// file sets overrides the configuration built so far.
+type file struct {
+	NodeName      *string      `hcl:"node_name,optional"`
+	DataDir       *string      `hcl:"data_dir,optional"`
+	BindAddr      *string      `hcl:"bind_addr,optional"`
+	AdvertiseAddr *string      `hcl:"advertise_addr,optional"`
+	Bootstrap     *bool        `hcl:"bootstrap,optional"`
+	Ports         *filePorts   `hcl:"ports,block"`
+	Peers         []filePeer   `hcl:"peer,block"`
+	TLS           *fileTLS     `hcl:"tls,block"`
+	ACL           *fileACL     `hcl:"acl,block"`
+	Log           *fileLog     `hcl:"log,block"`
+	Storage       *fileStorage `hcl:"storage,block"`
+	Raft          *fileRaft    `hcl:"raft,block"`
+}
+
+type filePorts struct {
+	RPC  *int `hcl:"rpc,optional"`
+	Serf *int `hcl:"serf,optional"`
+	HTTP *int `hcl:"http,optional"`
+}
+
+type filePeer struct {
+	Name    string `hcl:"name,label"`
+	Address string `hcl:"address"`
+}
+
+type fileTLS struct {
+	CAFile   *string `hcl:"ca_file,optional"`
+	CertFile *string `hcl:"cert_file,optional"`
+	KeyFile  *string `hcl:"key_file,optional"`
+}
+
+type fileACL struct {
+	ModelFile  *string `hcl:"model_file,optional"`
+	PolicyFile *string `hcl:"policy_file,optional"`
+}
+
+type fileLog struct {
+	Level *string `hcl:"level,optional"`
+	JSON  *bool   `hcl:"json,optional"`
+}
+
+type fileStorage struct {
+	Sync           *string        `hcl:"sync,optional"`
+	SegmentBytes   hcl.Expression `hcl:"segment_bytes,optional"`
+	MaxEntryBytes  hcl.Expression `hcl:"max_entry_bytes,optional"`
+	RetentionBytes hcl.Expression `hcl:"retention_bytes,optional"`
+	RetentionAge   hcl.Expression `hcl:"retention_age,optional"`
+	RetentionCheck hcl.Expression `hcl:"retention_check_interval,optional"`
+}
+
+type fileRaft struct {
+	HeartbeatTimeout   hcl.Expression `hcl:"heartbeat_timeout,optional"`
+	ElectionTimeout    hcl.Expression `hcl:"election_timeout,optional"`
+	LeaderLeaseTimeout hcl.Expression `hcl:"leader_lease_timeout,optional"`
+	SnapshotInterval   hcl.Expression `hcl:"snapshot_interval,optional"`
+	SnapshotThreshold  *int64         `hcl:"snapshot_threshold,optional"`
+}
+
+// LoadFile applies the HCL file at path on top of c. Errors carry
+// file:line:column.
+func (c *Config) LoadFile(path string) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return c.LoadBytes(path, src)
+}
+
+// LoadBytes applies HCL source (named name in diagnostics) on top of c.
+func (c *Config) LoadBytes(name string, src []byte) error {
+	p := hclparse.NewParser()
+	f, diags := p.ParseHCL(src, name)
+	if diags.HasErrors() {
+		return diagError(diags)
+	}
+	var raw file
+	if diags := gohcl.DecodeBody(f.Body, nil, &raw); diags.HasErrors() {
+		return diagError(diags)
+	}
+	var all hcl.Diagnostics
+	setStr := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setStr(&c.NodeName, raw.NodeName)
+	if raw.DataDir != nil {
+		c.DataDir = *raw.DataDir
+		if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
+			if abs, err := filepath.Abs(c.DataDir); err == nil {
+				c.DataDir = abs
+			}
+		}
+	}
+	setStr(&c.BindAddr, raw.BindAddr)
+	setStr(&c.AdvertiseAddr, raw.AdvertiseAddr)
+	if raw.Bootstrap != nil {
+		c.Bootstrap = *raw.Bootstrap
+	}
+	if p := raw.Ports; p != nil {
+		for _, kv := range []struct {
+			dst *int
+			v   *int
+		}{{&c.Ports.RPC, p.RPC}, {&c.Ports.Serf, p.Serf}, {&c.Ports.HTTP, p.HTTP}} {
+			if kv.v != nil {
+				*kv.dst = *kv.v
+			}
+		}
+	}
+	if len(raw.Peers) > 0 {
+		c.Peers = nil
+		for _, p := range raw.Peers {
+			c.Peers = append(c.Peers, Peer(p))
+		}
+	}
+	if t := raw.TLS; t != nil {
+		setStr(&c.TLS.CAFile, t.CAFile)
+		setStr(&c.TLS.CertFile, t.CertFile)
+		setStr(&c.TLS.KeyFile, t.KeyFile)
+	}
+	if a := raw.ACL; a != nil {
+		setStr(&c.ACL.ModelFile, a.ModelFile)
+		setStr(&c.ACL.PolicyFile, a.PolicyFile)
+	}
+	if l := raw.Log; l != nil {
+		setStr(&c.Log.Level, l.Level)
+		if l.JSON != nil {
+			c.Log.JSON = *l.JSON
+		}
+	}
+	if s := raw.Storage; s != nil {
+		if s.Sync != nil {
+			p, err := commitlog.ParseSyncPolicy(*s.Sync)
+			if err != nil {
+				all = append(all, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid storage.sync",
+					Detail: fmt.Sprintf("%q is not \"always\" or \"none\".", *s.Sync), Subject: attrRange(f.Body, "storage", "sync")})
+			}
+			c.Storage.Sync = p
+		}
+		all = append(all, decodeSize(s.SegmentBytes, "storage.segment_bytes", &c.Storage.SegmentBytes)...)
+		all = append(all, decodeSize(s.MaxEntryBytes, "storage.max_entry_bytes", &c.Storage.MaxEntryBytes)...)
+		all = append(all, decodeSize(s.RetentionBytes, "storage.retention_bytes", &c.Storage.RetentionBytes)...)
+		all = append(all, decodeDuration(s.RetentionAge, "storage.retention_age", &c.Storage.RetentionAge)...)
+		all = append(all, decodeDuration(s.RetentionCheck, "storage.retention_check_interval", &c.Storage.RetentionCheckInterval)...)
+	}
+	if r := raw.Raft; r != nil {
+		all = append(all, decodeDuration(r.HeartbeatTimeout, "raft.heartbeat_timeout", &c.Raft.HeartbeatTimeout)...)
+		all = append(all, decodeDuration(r.ElectionTimeout, "raft.election_timeout", &c.Raft.ElectionTimeout)...)
+		all = append(all, decodeDuration(r.LeaderLeaseTimeout, "raft.leader_lease_timeout", &c.Raft.LeaderLeaseTimeout)...)
+		all = append(all, decodeDuration(r.SnapshotInterval, "raft.snapshot_interval", &c.Raft.SnapshotInterval)...)
+		if r.SnapshotThreshold != nil {
+			if *r.SnapshotThreshold < 1 {
+				all = append(all, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid raft.snapshot_threshold",
+					Detail: "It must be positive.", Subject: attrRange(f.Body, "raft", "snapshot_threshold")})
+			} else {
+				c.Raft.SnapshotThreshold = uint64(*r.SnapshotThreshold)
+			}
+		}
+	}
+	if all.HasErrors() {
+		return diagError(all)
+	}
+	return nil
+}
+
+// diagError turns HCL diagnostics into one error with file:line:column.
+func diagError(diags hcl.Diagnostics) error {
+	var parts []string
+	for _, d := range diags {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+		}
+		parts = append(parts, msg)
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(parts, "; "))
+}
+
+// attrRange finds the range of block.attr in body for a diagnostic.
+func attrRange(body hcl.Body, block, attr string) *hcl.Range {
+	content, _, _ := body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: block}}})
+	for _, b := range content.Blocks {
+		attrs, _ := b.Body.JustAttributes()
+		if a, ok := attrs[attr]; ok {
+			r := a.Expr.Range()
+			return &r
+		}
+	}
+	return nil
+}
