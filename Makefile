@@ -80,8 +80,10 @@ tidy: ## Fail if go mod tidy would change go.mod or go.sum.
 	$(GO) mod tidy -diff
 
 .PHONY: bench
-bench: ## Storage engine benchmarks (records/s, MB/s, allocs); BENCHTIME, BENCHCOUNT tune them.
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) ./pkg/commitlog
+bench: ## Storage engine benchmarks (records/s, MB/s, p50/p99, allocs) with raw baselines; BENCHCOUNT rounds, compare with benchstat.
+	@# Separate processes per round, so each baseline and its Loghouse
+	@# counterpart run side by side (-count would run each one 5 times in a row).
+	@for i in $$(seq $(BENCHCOUNT)); do $(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -count=1 ./pkg/commitlog; done
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME.

@@ -116,6 +116,10 @@ func (l *Log) checkBatch(a *segment, entries []Entry) error {
 	if len(entries) > l.opts.MaxSegmentEntries {
 		return fmt.Errorf("%w: %d entries, a segment holds at most %d", ErrInvalidBatch, len(entries), l.opts.MaxSegmentEntries)
 	}
+	if a.next > math.MaxUint64-uint64(len(entries)) {
+		// The index after the batch must exist: index MaxUint64 is never used.
+		return fmt.Errorf("%w: %d entries from index %d would overflow the index", ErrInvalidBatch, len(entries), a.next)
+	}
 	off := a.nextOff
 	for i := range entries {
 		e := &entries[i]

@@ -131,7 +131,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	names, err := l.fs.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("commitlog: list %s: %w", dir, err)
+		return nil, l.closeAfter(fmt.Errorf("commitlog: list %s: %w", dir, err))
 	}
 	type files struct{ store, index, time bool }
 	found := map[uint64]*files{}
@@ -139,7 +139,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	for _, name := range names {
 		if strings.HasSuffix(name, tmpExt) && segmentFileRE.MatchString(strings.TrimSuffix(name, tmpExt)) {
 			if err := l.fs.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("commitlog: remove leftover %s: %w", name, err)
+				return nil, l.closeAfter(fmt.Errorf("commitlog: remove leftover %s: %w", name, err))
 			}
 			l.recovery.OrphansRemoved = append(l.recovery.OrphansRemoved, name)
 			continue

@@ -23,7 +23,15 @@ func (l *Log) createSegment(hdr fileHeader) (*segment, error) {
 	}
 	s.idxFile, s.idxMap, s.idx = idxFile, idxMap, idx
 	undo := func(err error) (*segment, error) {
-		return nil, errors.Join(err, s.closeFiles(), l.removeQuietly(s.storePath), l.removeQuietly(s.indexPath))
+		err = errors.Join(err, s.closeFiles())
+		if serr := l.removeQuietly(s.storePath); serr != nil {
+			// The new store may outlive this call, and the segment before
+			// it may no longer grow: on reopen it would be sealed at this
+			// base index, and anything appended to it would be corrupt.
+			l.failed = fmt.Errorf("%w: %w", ErrFailed, serr)
+			err = errors.Join(err, l.failed)
+		}
+		return nil, errors.Join(err, l.removeQuietly(s.indexPath))
 	}
 	if err := writeFileAtomic(l.fs, s.storePath, hdr.encode()); err != nil {
 		return undo(err)
@@ -226,7 +234,13 @@ func (l *Log) openSealed(s *segment) (err error) {
 	if err != nil {
 		return fmt.Errorf("commitlog: stat %s: %w", s.storePath, err)
 	}
-	s.size = size
+	if size != s.size {
+		// A sealed store does not change while the log is open. Its size
+		// is read by readers holding only Log.mu shared (Stats), so it is
+		// never rewritten here.
+		return &CorruptError{File: s.storePath, Pos: size,
+			Reason: fmt.Sprintf("sealed store is %d bytes, it was %d when sealed or opened", size, s.size)}
+	}
 	var scanned *scanResult
 	scan := func() (*scanResult, error) {
 		if scanned != nil {

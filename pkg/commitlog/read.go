@@ -108,7 +108,18 @@ func (l *Log) IndexOfOffset(off uint64) (uint64, error) {
 		return 0, err
 	}
 	defer l.release(s)
-	return s.searchOffset(off), nil
+	// The index's offsets are not checksummed: check the answer against
+	// the entry itself, as ReadOffset does, rather than trust them.
+	i := s.searchOffset(off)
+	_, e, err := s.readEntry(i, nil)
+	if err != nil {
+		return 0, err
+	}
+	if off < e.Offset || off-e.Offset >= uint64(e.Count) {
+		return 0, &CorruptError{File: s.indexPath, Pos: fileHeaderSize + int64(i-s.hdr.baseIndex)*indexEntrySize,
+			Reason: fmt.Sprintf("index leads offset %d to entry %d holding [%d, %d)", off, i, e.Offset, e.Offset+uint64(e.Count))}
+	}
+	return i, nil
 }
 
 // ReadOffset returns the entry holding record offset off: the entry e with
@@ -217,6 +228,10 @@ type Iterator struct {
 	cur  Entry
 	raw  []byte
 	err  error
+	// The store file buf was read from and the position of buf[0] in it,
+	// for the *CorruptError of an entry that fails to decode.
+	file    string
+	filePos int64
 }
 
 // NewIterator returns an iterator whose first entry is index from.
@@ -245,7 +260,8 @@ func (it *Iterator) Next() bool {
 		err = fmt.Errorf("%w: read index %d, want %d", ErrCorrupt, e.Index, it.next)
 	}
 	if err != nil {
-		it.err = fmt.Errorf("commitlog: iterator at index %d: %w", it.next, err)
+		it.err = fmt.Errorf("commitlog: iterator at index %d: %w", it.next,
+			&CorruptError{File: it.file, Pos: it.filePos + int64(it.pos), Reason: err.Error()})
 		return false
 	}
 	it.cur = e
@@ -316,5 +332,6 @@ func (it *Iterator) fill() (bool, error) {
 	}
 	it.pos = 0
 	it.left = uint64(k)
+	it.file, it.filePos = s.storePath, pos
 	return true, nil
 }

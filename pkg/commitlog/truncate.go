@@ -216,6 +216,10 @@ func (l *Log) deleteHead(del func(s *segment, total int64) bool) (int, error) {
 	var err error
 	for n < len(l.segments)-1 && del(l.segments[n], total) {
 		if err = l.removeSegment(l.segments[n]); err != nil {
+			// Its files are closed and some may be gone, so it can no
+			// longer be read; a reopen sorts out what is left.
+			l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+			err = l.failed
 			break
 		}
 		total -= l.segments[n].size
