@@ -2,6 +2,8 @@ package commitlog
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/loghouse/loghouse/pkg/vfs"
@@ -60,4 +62,53 @@ func TestAppendRejectsOffsetOverflow(t *testing.T) {
 	if err := l.Append([]Entry{{Index: 1, Count: 9}}); err != nil {
 		t.Fatalf("Append within range: %v", err)
 	}
+}
+
+// TestOpenRejectsForeignTail checks that a store from another log, placed
+// after the last segment with a plausible name and a valid header, is
+// refused at Open instead of silently becoming the log's tail.
+func TestOpenRejectsForeignTail(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	opts := Options{MaxSegmentBytes: 512}
+	l, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 20; i++ {
+		if err := l.Append([]Entry{{Index: i, Count: 1, Data: make([]byte, 100)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := l.LastIndex()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The other log starts far beyond this one's end.
+	o, err := Open(other, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(last+100, 1000); err != nil { // a plausible, higher offset
+		t.Fatal(err)
+	}
+	if err := o.Append([]Entry{{Index: last + 100, Count: 1, Data: []byte("foreign")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	name := segmentName(last+100) + storeExt
+	b, err := os.ReadFile(filepath.Join(other, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, opts)
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Open with a foreign tail = %v, want a *CorruptError", err)
+	}
+	t.Log(err)
 }

@@ -231,6 +231,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := l.openActive(l.segments[len(l.segments)-1]); err != nil {
 		return nil, l.closeAfter(err)
 	}
+	if n := len(l.segments); n >= 2 {
+		// Check that the last sealed segment ends where the active one
+		// starts (index and offset), so a stray or mismatched store can
+		// never pass for the log's tail. Opening it runs those checks.
+		prev := l.segments[n-2]
+		if err := l.acquire(prev); err != nil {
+			return nil, l.closeAfter(err)
+		}
+		l.release(prev)
+	}
 	return l, nil
 }
 
