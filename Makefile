@@ -19,8 +19,18 @@ build: ## Build the loghoused binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/loghoused ./loghoused
 
 .PHONY: run
-run: ## Run the main job: for now, a demo of the storage engine in a temporary directory.
-	$(GO) run ./loghoused demo
+run: ## Run the main job: a single-node dev server (generated mTLS certificates, temporary data dir).
+	$(GO) run ./loghoused agent -dev
+
+CERTS_DIR ?= certs
+CERT_SERVERS ?= node1 node2 node3
+
+.PHONY: gencert
+gencert: build ## Make a CA, server certificates for CERT_SERVERS and "root" and "nobody" client certificates in CERTS_DIR.
+	@mkdir -p $(CERTS_DIR)
+	$(BIN)/loghoused tls ca create -dir $(CERTS_DIR)
+	@cd $(CERTS_DIR) && for s in $(CERT_SERVERS); do $(BIN)/loghoused tls cert create -server -name $$s; done
+	@cd $(CERTS_DIR) && for c in root nobody; do $(BIN)/loghoused tls cert create -client -name $$c; done
 
 .PHONY: test
 test: ## Run every test with the race detector.

@@ -1,10 +1,8 @@
 // Command loghoused is the Loghouse daemon and its command-line client.
 //
-// Until the server lands, it offers a demo of the storage engine and a tool
-// that dumps a log directory:
-//
-//	loghoused demo [-dir DIR] [-records N]
-//	loghoused log dump [-data] DIR
+// Run "loghoused help" for the commands: the agent (the daemon), the client
+// commands (produce, consume, servers), certificate tools (tls), and storage
+// tools (demo, log dump).
 package main
 
 import (
@@ -40,10 +38,21 @@ func (e usageError) Error() string { return e.msg }
 const usage = `Usage: loghoused <command> [flags]
 
 Commands:
-  demo        append records to a storage engine in a temporary directory,
-              reopen it, and read them back by offset and by time
+  agent       run the daemon: -config FILE (repeatable), or -dev for a
+              single-node development server with generated certificates
+  produce     append records (arguments, or one per line of stdin); prints
+              their offsets
+  consume     print committed records (-offset, -from-time, -n, -f, -json)
+  servers     list the cluster's servers and its leader
+  tls         make certificates: "tls ca create", "tls cert create
+              -server|-client -name NAME"
+  demo        exercise the storage engine alone in a temporary directory
   log dump    print the segments and entries of a log directory
   help        show this text
+
+Client commands read LOGHOUSE_ADDR, LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT
+and LOGHOUSE_CLIENT_KEY (or the matching flags). Exit status: 0 success,
+1 failure (the message names the gRPC code), 2 usage error.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,6 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{"no command given"}
 	}
 	switch args[0] {
+	case "agent":
+		return runAgent(ctx, args[1:], stdout, stderr)
+	case "produce":
+		return runProduce(ctx, args[1:], nil, stdout, stderr)
+	case "consume":
+		return runConsume(ctx, args[1:], stdout, stderr)
+	case "servers":
+		return runServers(ctx, args[1:], stdout, stderr)
+	case "tls":
+		return runTLS(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "log":

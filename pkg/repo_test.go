@@ -67,25 +67,35 @@ func TestPackageDocs(t *testing.T) {
 }
 
 // TestBinaryDependencies keeps test-only and unwanted modules out of the
-// loghoused binary.
+// loghoused binary, and the testing package out of our own non-test code.
+// (hashicorp/raft imports testing for its own test helpers; that one is
+// outside our control.)
 func TestBinaryDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "../loghoused").CombinedOutput()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \",\"}}", "../loghoused").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	banned := []string{
-		"testing",
-		"github.com/stretchr/testify",
+		"github.com/stretchr/testify/",
 		"github.com/golangci/",
+		"github.com/anishathalye/porcupine",
 	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 10 {
-		t.Fatalf("go list returned only %d packages: %q", len(deps), out)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("go list returned only %d packages: %q", len(lines), out)
 	}
-	for _, dep := range deps {
+	for _, line := range lines {
+		pkg, imports, _ := strings.Cut(line, " ")
 		for _, b := range banned {
-			if dep == b || strings.HasPrefix(dep, b) && strings.HasSuffix(b, "/") {
-				t.Errorf("loghoused depends on %s", dep)
+			if strings.HasPrefix(pkg, b) || pkg == strings.TrimSuffix(b, "/") {
+				t.Errorf("loghoused depends on %s", pkg)
+			}
+		}
+		if strings.HasPrefix(pkg, "github.com/loghouse/loghouse/") {
+			for _, imp := range strings.Split(imports, ",") {
+				if imp == "testing" {
+					t.Errorf("%s imports testing in non-test code", pkg)
+				}
 			}
 		}
 	}

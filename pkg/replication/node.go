@@ -202,7 +202,9 @@ func raftConfig(cfg NodeConfig, logger hclog.Logger) *raft.Config {
 	if t.MaxAppendEntries != 0 {
 		rc.MaxAppendEntries = t.MaxAppendEntries
 	}
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with it, an Apply racing Shutdown can get a
+	// future that is never answered (hashicorp/raft#498). The server
+	// batches records into entries itself (group commit).
 	return rc
 }
 

@@ -49,8 +49,8 @@ func NewMux(ln net.Listener, timeout time.Duration, logger hclog.Logger) *Mux {
 		logger = hclog.NewNullLogger()
 	}
 	m := &Mux{ln: ln, timeout: timeout, logger: logger, done: make(chan struct{})}
-	m.grpc = &muxListener{mux: m, ch: make(chan net.Conn)}
-	m.raft = &muxListener{mux: m, ch: make(chan net.Conn)}
+	m.grpc = &muxListener{mux: m, ch: make(chan net.Conn), done: make(chan struct{})}
+	m.raft = &muxListener{mux: m, ch: make(chan net.Conn), done: make(chan struct{})}
 	m.wg.Add(1)
 	go m.serve()
 	return m
@@ -124,6 +124,8 @@ func (m *Mux) route(conn net.Conn) {
 	}
 	select {
 	case to.ch <- conn:
+	case <-to.done:
+		m.drop(conn, "route", ErrMuxClosed)
 	case <-m.done:
 		m.drop(conn, "route", ErrMuxClosed)
 	}
@@ -148,21 +150,31 @@ func (m *Mux) Close() error {
 	return err
 }
 
+// muxListener is one side of the mux. Closing it stops only that side
+// (so stopping the gRPC server leaves raft's connections alone); the mux
+// owner closes the shared port with Mux.Close.
 type muxListener struct {
-	mux *Mux
-	ch  chan net.Conn
+	mux  *Mux
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
 }
 
 func (l *muxListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
 		return c, nil
+	case <-l.done:
+		return nil, ErrMuxClosed
 	case <-l.mux.done:
 		return nil, ErrMuxClosed
 	}
 }
 
-func (l *muxListener) Close() error   { return l.mux.Close() }
+func (l *muxListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
 func (l *muxListener) Addr() net.Addr { return l.mux.Addr() }
 
 // peekedConn gives back the byte the mux read.

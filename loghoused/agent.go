@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/loghouse/loghouse/pkg/agent"
+	"github.com/loghouse/loghouse/pkg/config"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// runAgent runs the daemon until ctx ends (SIGINT/SIGTERM), then shuts it
+// down in order.
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("agent", stderr)
+	var files stringList
+	fs.Var(&files, "config", "HCL config file (repeatable; later files override earlier ones)")
+	dev := fs.Bool("dev", false, "run a single-node development server with generated certificates on 127.0.0.1")
+	dataDir := fs.String("data-dir", "", "data directory (overrides the config; with -dev: keep data here instead of a temporary directory)")
+	node := fs.String("node", "", "node name (overrides the config)")
+	bind := fs.String("bind", "", "bind address (overrides the config)")
+	advertise := fs.String("advertise", "", "advertise address (overrides the config)")
+	rpcPort := fs.Int("rpc-port", -1, "RPC port, gRPC and raft (overrides the config; 0 picks a free port)")
+	bootstrap := fs.Bool("bootstrap", false, "bootstrap a new cluster if there is no raft state (overrides the config when set)")
+	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (overrides the config)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("agent takes no arguments, got %q", fs.Args())}
+	}
+	if len(files) == 0 && !*dev {
+		return usageError{"agent needs -config FILE (or -dev)"}
+	}
+	cfg := config.Default()
+	for _, f := range files {
+		if err := cfg.LoadFile(f); err != nil {
+			return err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.DataDir, *dataDir)
+	set(&cfg.NodeName, *node)
+	set(&cfg.BindAddr, *bind)
+	set(&cfg.AdvertiseAddr, *advertise)
+	set(&cfg.Log.Level, *logLevel)
+	if *rpcPort >= 0 {
+		cfg.Ports.RPC = *rpcPort
+	}
+	if *bootstrap {
+		cfg.Bootstrap = true
+	}
+	a, err := agent.New(cfg, agent.Options{Dev: *dev})
+	if err != nil {
+		return err
+	}
+	if err := a.WaitReady(ctx); err != nil {
+		return closeAgent(a, err)
+	}
+	if *dev {
+		fmt.Fprintf(stdout, "Loghouse dev agent ready on %s. Point the CLI at it with:\n\n%s\n", a.Addr(), a.DevExports())
+	} else {
+		fmt.Fprintf(stdout, "Loghouse agent %s ready on %s\n", cfg.NodeName, a.Addr())
+	}
+	<-ctx.Done()
+	return a.Shutdown()
+}
+
+func closeAgent(a *agent.Agent, err error) error {
+	if serr := a.Shutdown(); serr != nil {
+		return fmt.Errorf("%w (and shutting down: %w)", err, serr)
+	}
+	return err
+}

@@ -1,0 +1,340 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/loghouse/loghouse/pkg/auth"
+	"github.com/loghouse/loghouse/pkg/commitlog"
+	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/replication"
+	"github.com/loghouse/loghouse/pkg/server"
+	"github.com/loghouse/loghouse/pkg/tlsutil"
+)
+
+// Options are what the command line adds to the configuration.
+type Options struct {
+	// Dev runs a single node with generated certificates: bound to
+	// 127.0.0.1, bootstrapping itself, data in DataDir or a temporary
+	// directory that Shutdown removes.
+	Dev bool
+	// Logger overrides the logger built from the configuration (tests).
+	Logger hclog.Logger
+	// HandshakeTimeout bounds the first byte and TLS handshake of every
+	// connection. Default: 10s.
+	HandshakeTimeout time.Duration
+	// ShutdownTimeout bounds the graceful stop of client calls. Default:
+	// 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Agent is a running Loghouse node.
+type Agent struct {
+	cfg    config.Config
+	opts   Options
+	logger hclog.Logger
+
+	certs  *tlsutil.Store
+	authz  *auth.Authorizer
+	ln     net.Listener
+	mux    *replication.Mux
+	node   *replication.Node
+	server *server.Server
+	grpc   *grpc.Server
+
+	devDir     string // temporary data dir to remove, in -dev without one
+	devClients tlsutil.Files
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New starts an agent: it binds the RPC port, starts raft over the commit
+// log, and serves gRPC. If a step fails, the earlier ones are undone.
+func New(cfg config.Config, opts Options) (a *Agent, err error) {
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	a = &Agent{cfg: cfg, opts: opts, stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.Shutdown())
+			a = nil
+		}
+	}()
+	if opts.Dev {
+		if err := a.setUpDev(); err != nil {
+			return a, err
+		}
+	}
+	if err := a.cfg.Validate(opts.Dev); err != nil {
+		return a, err
+	}
+	a.logger = opts.Logger
+	if a.logger == nil {
+		a.logger = hclog.New(&hclog.LoggerOptions{
+			Name:       "loghoused",
+			Level:      hclog.LevelFromString(a.cfg.Log.Level),
+			JSONFormat: a.cfg.Log.JSON,
+			Output:     os.Stderr,
+		})
+	}
+	if a.certs == nil {
+		if a.certs, err = tlsutil.NewStore(tlsutil.Files{CAFile: a.cfg.TLS.CAFile, CertFile: a.cfg.TLS.CertFile, KeyFile: a.cfg.TLS.KeyFile}); err != nil {
+			return a, err
+		}
+	}
+	if a.authz, err = auth.New(a.cfg.ACL.ModelFile, a.cfg.ACL.PolicyFile, a.logger.Named("auth")); err != nil {
+		return a, err
+	}
+	if a.ln, err = net.Listen("tcp", a.cfg.RPCAddr()); err != nil {
+		return a, fmt.Errorf("agent: listen on %s: %w", a.cfg.RPCAddr(), err)
+	}
+	advertise := a.cfg.AdvertiseRPC()
+	if a.cfg.Ports.RPC == 0 { // an ephemeral port: advertise the one we got
+		_, port, _ := net.SplitHostPort(a.ln.Addr().String())
+		host, _, _ := net.SplitHostPort(advertise)
+		advertise = net.JoinHostPort(host, port)
+	}
+	a.mux = replication.NewMux(a.ln, opts.HandshakeTimeout, a.logger.Named("mux"))
+
+	peers := make([]replication.Peer, len(a.cfg.Peers))
+	for i, p := range a.cfg.Peers {
+		peers[i] = replication.Peer{ID: p.Name, Addr: p.Address}
+	}
+	a.node, err = replication.NewNode(replication.NodeConfig{
+		ID:           a.cfg.NodeName,
+		DataDir:      a.cfg.DataDir,
+		Advertise:    advertise,
+		RaftListener: a.mux.RaftListener(),
+		TLS:          a.certs,
+		Bootstrap:    a.cfg.Bootstrap,
+		Peers:        peers,
+		Log: commitlog.Options{
+			Sync:            a.cfg.Storage.Sync,
+			MaxSegmentBytes: a.cfg.Storage.SegmentBytes,
+			MaxEntryBytes:   int(a.cfg.Storage.MaxEntryBytes),
+			RetentionBytes:  a.cfg.Storage.RetentionBytes,
+			RetentionAge:    a.cfg.Storage.RetentionAge,
+		},
+		Raft: replication.RaftTiming{
+			HeartbeatTimeout:   a.cfg.Raft.HeartbeatTimeout,
+			ElectionTimeout:    a.cfg.Raft.ElectionTimeout,
+			LeaderLeaseTimeout: a.cfg.Raft.LeaderLeaseTimeout,
+			SnapshotInterval:   a.cfg.Raft.SnapshotInterval,
+			SnapshotThreshold:  a.cfg.Raft.SnapshotThreshold,
+		},
+		HandshakeTimeout: opts.HandshakeTimeout,
+		Logger:           a.logger,
+	})
+	if err != nil {
+		return a, err
+	}
+	// A group-commit batch becomes one log entry: keep it well inside the
+	// log's entry limit (raft steps down if the log refuses an entry).
+	batch := min(server.DefaultMaxBatchBytes, int(a.cfg.Storage.MaxEntryBytes)/2)
+	if a.server, err = server.New(server.Config{
+		Node:           a.node,
+		Authorizer:     a.authz,
+		Logger:         a.logger.Named("server"),
+		MaxBatchBytes:  batch,
+		MaxRecordBytes: min(server.DefaultMaxRecordBytes, batch),
+	}); err != nil {
+		return a, err
+	}
+	a.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(a.certs.ServerConfig()))}, a.server.GRPCServerOptions()...)...)
+	a.server.Register(a.grpc)
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.grpc.Serve(a.mux.GRPCListener()); err != nil && !errors.Is(err, replication.ErrMuxClosed) {
+			a.logger.Error("gRPC server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.retentionLoop()
+	}()
+	a.logger.Info("agent started", "node", a.cfg.NodeName, "rpc", a.ln.Addr().String(), "advertise", advertise, "data_dir", a.cfg.DataDir)
+	return a, nil
+}
+
+// setUpDev fills in what -dev provides: loopback address, bootstrap, data
+// dir and certificates.
+func (a *Agent) setUpDev() error {
+	if a.cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "loghouse-dev-")
+		if err != nil {
+			return fmt.Errorf("agent: dev data dir: %w", err)
+		}
+		a.cfg.DataDir, a.devDir = dir, dir
+	}
+	if a.cfg.BindAddr == "0.0.0.0" {
+		a.cfg.BindAddr = "127.0.0.1"
+	}
+	a.cfg.Bootstrap = true
+	tlsDir := filepath.Join(a.cfg.DataDir, "tls")
+	var dev *tlsutil.DevCerts
+	if _, err := os.Stat(filepath.Join(tlsDir, tlsutil.CACertFileName)); err == nil {
+		// A dev data dir reused: keep its certificates.
+		srvCert, srvKey, err := tlsutil.CertFileNames(tlsutil.ServerCert, a.cfg.NodeName)
+		if err != nil {
+			return err
+		}
+		cliCert, cliKey, err := tlsutil.CertFileNames(tlsutil.ClientCert, tlsutil.DevClientName)
+		if err != nil {
+			return err
+		}
+		ca := filepath.Join(tlsDir, tlsutil.CACertFileName)
+		dev = &tlsutil.DevCerts{
+			ServerFiles: tlsutil.Files{CAFile: ca, CertFile: filepath.Join(tlsDir, srvCert), KeyFile: filepath.Join(tlsDir, srvKey)},
+			ClientFiles: tlsutil.Files{CAFile: ca, CertFile: filepath.Join(tlsDir, cliCert), KeyFile: filepath.Join(tlsDir, cliKey)},
+		}
+	} else {
+		var gerr error
+		if dev, gerr = tlsutil.GenerateDev(tlsDir, a.cfg.NodeName); gerr != nil {
+			return gerr
+		}
+	}
+	a.cfg.TLS = config.TLS{CAFile: dev.ServerFiles.CAFile, CertFile: dev.ServerFiles.CertFile, KeyFile: dev.ServerFiles.KeyFile}
+	a.devClients = dev.ClientFiles
+	return nil
+}
+
+// DevExports returns the shell lines that point the CLI at a -dev agent.
+func (a *Agent) DevExports() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "export LOGHOUSE_ADDR=%s\n", a.Addr())
+	fmt.Fprintf(&b, "export LOGHOUSE_CACERT=%s\n", a.devClients.CAFile)
+	fmt.Fprintf(&b, "export LOGHOUSE_CLIENT_CERT=%s\n", a.devClients.CertFile)
+	fmt.Fprintf(&b, "export LOGHOUSE_CLIENT_KEY=%s\n", a.devClients.KeyFile)
+	return b.String()
+}
+
+// Addr is the RPC address the agent listens on.
+func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// Node is the replicated node (for tests and status).
+func (a *Agent) Node() *replication.Node { return a.node }
+
+// Config is the configuration in force (after -dev filled it in).
+func (a *Agent) Config() config.Config { return a.cfg }
+
+// WaitReady blocks until the node knows a leader (for a lone bootstrapping
+// node, itself) or ctx ends.
+func (a *Agent) WaitReady(ctx context.Context) error {
+	obs := make(chan raft.Observation, 8)
+	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	a.node.Raft.RegisterObserver(o)
+	defer a.node.Raft.DeregisterObserver(o)
+	for {
+		if addr, _ := a.node.Leader(); addr != "" {
+			return nil
+		}
+		select {
+		case <-obs:
+		case <-ctx.Done():
+			return fmt.Errorf("agent: no leader yet: %w", ctx.Err())
+		}
+	}
+}
+
+// retentionLoop applies retention on the configured interval until stop.
+func (a *Agent) retentionLoop() {
+	t := time.NewTicker(a.cfg.Storage.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			res, err := a.node.Log.ApplyRetention()
+			if err != nil {
+				a.logger.Error("retention failed", "error", err)
+			} else if res.Segments > 0 {
+				a.logger.Info("retention deleted segments", "segments", res.Segments, "bytes", res.Bytes)
+			}
+		}
+	}
+}
+
+// Shutdown stops the agent in order: end the service's waiting streams and
+// queued writes, stop accepting client calls (letting running ones finish
+// within ShutdownTimeout), hand leadership off, close
+// the shared port, shut raft down and close the log. It is idempotent and
+// returns every error joined.
+func (a *Agent) Shutdown() error {
+	a.shutdownOnce.Do(func() {
+		var errs []error
+		close(a.stop)
+		// The server first: it ends waiting consumer streams and queued
+		// writes, which would otherwise hold GracefulStop to its timeout.
+		if a.server != nil {
+			errs = append(errs, a.server.Close())
+		}
+		if a.grpc != nil {
+			done := make(chan struct{})
+			go func() {
+				a.grpc.GracefulStop()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(a.opts.ShutdownTimeout):
+				a.grpc.Stop()
+				<-done
+			}
+		}
+		if a.node != nil && a.node.IsLeader() {
+			if err := a.node.Raft.LeadershipTransfer().Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
+				a.logger.Info("no leadership hand-off", "reason", err)
+			}
+		}
+		if a.mux != nil {
+			errs = append(errs, ignoreClosed(a.mux.Close()))
+		} else if a.ln != nil {
+			errs = append(errs, ignoreClosed(a.ln.Close()))
+		}
+		if a.node != nil {
+			errs = append(errs, a.node.Close())
+			a.node.WaitStreams()
+		}
+		a.wg.Wait()
+		if a.devDir != "" {
+			errs = append(errs, os.RemoveAll(a.devDir))
+		}
+		a.shutdownErr = errors.Join(errs...)
+		if a.logger != nil {
+			a.logger.Info("agent stopped", "error", a.shutdownErr)
+		}
+	})
+	return a.shutdownErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

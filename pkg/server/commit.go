@@ -1,0 +1,291 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/loghouse/loghouse/pkg/record"
+	"github.com/loghouse/loghouse/pkg/replication"
+)
+
+// request is one produce request on its way through the committer. Its
+// records alias the bytes of the request message, which protobuf
+// unmarshalled into memory of their own (not gRPC's receive buffers), so
+// they stay valid after a cancelled handler has returned.
+type request struct {
+	ctx  context.Context
+	recs []record.Record
+	size int         // the records' encoded size
+	done chan result // buffered: the committer never blocks on it
+}
+
+// result is what a request gets back: its records' first offset, their
+// count and the entry's timestamp, or why it failed.
+type result struct {
+	base  uint64
+	count uint32
+	time  int64
+	err   error
+}
+
+// batch is one raft entry being committed: the requests it holds, in the
+// order their records appear in it.
+type batch struct {
+	reqs   []*request
+	count  int
+	future raft.ApplyFuture
+}
+
+// committer groups the produce requests of concurrent callers into raft
+// entries (group commit). One goroutine forms batches and hands them to
+// raft; a second waits for their futures in order and answers the
+// requests. At most maxInflight batches are between the two; while the
+// limit is reached, requests wait in the queue and the next batch grows.
+type committer struct {
+	raft     *raft.Raft
+	logger   hclog.Logger
+	timeout  time.Duration
+	maxBytes int
+
+	mu     sync.Mutex
+	queue  []*request // waiting for a batch, in arrival order
+	closed bool
+
+	wake     chan struct{}   // capacity 1: the queue is not empty
+	slots    chan struct{}   // one token per batch in flight
+	inflight chan *batch     // from run to wait, in raft order
+	stop     chan struct{}   // closed by close
+	raftDown <-chan struct{} // closed once raft has shut down
+	wg       sync.WaitGroup  // run and wait
+
+	recs []record.Record // run's scratch for a batch's records
+
+	// batches counts the batches formed (for tests).
+	batches atomic.Int64
+}
+
+// newCommitter starts the committer's two goroutines. raftDown must be
+// closed once r has shut down.
+func newCommitter(r *raft.Raft, cfg Config, logger hclog.Logger, raftDown <-chan struct{}) *committer {
+	c := &committer{
+		raftDown: raftDown,
+		raft:     r,
+		logger:   logger,
+		timeout:  cfg.ApplyTimeout,
+		maxBytes: cfg.MaxBatchBytes,
+		wake:     make(chan struct{}, 1),
+		slots:    make(chan struct{}, cfg.MaxInflightApplies),
+		inflight: make(chan *batch, cfg.MaxInflightApplies),
+		stop:     make(chan struct{}),
+	}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.run()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.wait()
+	}()
+	return c
+}
+
+// submit queues r; its result arrives on r.done. The queue is not bounded
+// here: each request in it belongs to a handler that waits for it, and
+// ProduceStream bounds the requests of a stream.
+func (c *committer) submit(r *request) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errServerClosed
+	}
+	c.queue = append(c.queue, r)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+	return nil
+}
+
+// close stops forming batches, fails the requests still queued, answers
+// the batches in flight and waits for the goroutines to end.
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.stop)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// run forms batches: it takes a slot, then every queued request that fits
+// the batch limits (at least one).
+func (c *committer) run() {
+	defer close(c.inflight)
+	for {
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.stop:
+			c.failQueued()
+			return
+		}
+		b := c.next()
+		for b == nil {
+			select {
+			case <-c.wake:
+				b = c.next()
+			case <-c.stop:
+				<-c.slots
+				c.failQueued()
+				return
+			}
+		}
+		c.apply(b)
+	}
+}
+
+// next takes the next batch off the queue, or returns nil if no request
+// is queued. Requests whose callers have gone are answered and left out.
+func (c *committer) next() *batch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := &batch{}
+	size, n := 0, 0
+	for _, r := range c.queue {
+		if len(b.reqs) > 0 && (size+r.size > c.maxBytes || b.count+len(r.recs) > record.MaxRecords) {
+			break
+		}
+		n++
+		if err := r.ctx.Err(); err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		b.reqs = append(b.reqs, r)
+		b.count += len(r.recs)
+		size += r.size
+	}
+	clear(c.queue[:n])
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = nil // let the backing array go
+	}
+	if len(b.reqs) == 0 {
+		return nil
+	}
+	return b
+}
+
+// failQueued answers every queued request with errServerClosed.
+func (c *committer) failQueued() {
+	c.mu.Lock()
+	q := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	for _, r := range q {
+		r.done <- result{err: errServerClosed}
+	}
+}
+
+// apply encodes b as one record batch and hands it to raft and then to
+// wait.
+func (c *committer) apply(b *batch) {
+	c.recs = c.recs[:0]
+	for _, r := range b.reqs {
+		c.recs = append(c.recs, r.recs...)
+	}
+	c.batches.Add(1)
+	data, err := record.AppendBatch(nil, c.recs)
+	// Do not keep the requests' memory alive through the scratch slice.
+	clear(c.recs)
+	switch {
+	case err != nil:
+		// Requests were validated, so this is a bug.
+		c.logger.Error("cannot encode a batch", "requests", len(b.reqs), "records", b.count, "error", err)
+		b.future = failedFuture{fmt.Errorf("server: encode batch: %w", err)}
+	case c.raft.State() == raft.Shutdown:
+		// raft.Apply after Shutdown may queue the entry where nothing
+		// will ever answer it (see wait).
+		b.future = failedFuture{raft.ErrRaftShutdown}
+	default:
+		b.future = c.raft.Apply(data, c.timeout)
+	}
+	c.inflight <- b // never blocks: run holds a slot for b
+}
+
+// wait answers the requests of each batch, in the order raft got them.
+func (c *committer) wait() {
+	for b := range c.inflight {
+		res, err := c.outcome(b)
+		pos := uint64(0)
+		for _, r := range b.reqs {
+			if err != nil {
+				r.done <- result{err: err}
+			} else {
+				r.done <- result{base: res.Offset + pos, count: uint32(len(r.recs)), time: res.Time}
+			}
+			pos += uint64(len(r.recs))
+		}
+		<-c.slots
+	}
+}
+
+func (c *committer) outcome(b *batch) (replication.ApplyResult, error) {
+	if err := c.futureError(b.future); err != nil {
+		return replication.ApplyResult{}, err
+	}
+	res, ok := b.future.Response().(replication.ApplyResult)
+	switch {
+	case !ok:
+		return res, fmt.Errorf("server: raft answered a batch with %T", b.future.Response())
+	case res.Err != nil:
+		return res, res.Err
+	case int(res.Count) != b.count:
+		return res, fmt.Errorf("server: entry %d holds %d records, the batch had %d", res.Index, res.Count, b.count)
+	}
+	return res, nil
+}
+
+// errApplyAbandoned answers a batch whose future raft left unanswered
+// when it shut down.
+var errApplyAbandoned = fmt.Errorf("server: raft shut down without answering the write; it may or may not have been committed: %w", raft.ErrRaftShutdown)
+
+// futureError waits for f. hashicorp/raft can leave a future unanswered
+// forever if Apply races with Shutdown (the entry sits in the buffered
+// apply channel that nobody reads any more; hashicorp/raft#498), so the
+// wait also ends when raft has shut down. The goroutine left waiting on
+// such a future can never end; there is at most one per batch in flight,
+// once per raft instance.
+func (c *committer) futureError(f raft.ApplyFuture) error {
+	if ff, ok := f.(failedFuture); ok {
+		return ff.err
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-c.raftDown:
+		select {
+		case err := <-done:
+			return err
+		default:
+			c.logger.Warn("raft shut down without answering a write")
+			return errApplyAbandoned
+		}
+	}
+}
+
+// failedFuture is an ApplyFuture that failed before reaching raft.
+type failedFuture struct{ err error }
+
+func (f failedFuture) Error() error  { return f.err }
+func (f failedFuture) Response() any { return nil }
+func (f failedFuture) Index() uint64 { return 0 }

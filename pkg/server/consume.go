@@ -1,0 +1,221 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
+	"github.com/loghouse/loghouse/pkg/commitlog"
+	"github.com/loghouse/loghouse/pkg/record"
+)
+
+// Consume returns committed records from the requested start: at most
+// ConsumeMaxRecords (or the request's max_records) and ConsumeMaxBytes of
+// record bytes, and at least one record.
+func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*loghousev1.ConsumeResponse, error) {
+	if err := s.waitCommitted(ctx, req.GetMinCommitted()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	off, err := s.startOffset(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	first, committed := s.bounds()
+	switch {
+	case off < first:
+		return nil, s.outOfRange("server: offset %d is before the first retained record", off)
+	case off >= committed && isTimeStart(req):
+		return nil, s.outOfRange("server: no committed record at or after time %d", req.GetFromTimeUnixNano())
+	case off >= committed:
+		return nil, s.outOfRange("server: offset %d is not committed on this node", off)
+	}
+	resp, err := s.read(off, committed, s.maxRecords(req))
+	if err != nil {
+		return nil, s.readError(ctx, off, err)
+	}
+	return resp, nil
+}
+
+// ConsumeStream sends committed records from the requested start on,
+// several per message. Once it has caught up with the commit watermark it
+// sleeps until the watermark moves (no polling). A start beyond the
+// watermark is allowed: the stream waits for it. If retention deletes the
+// records the stream is about to read, it ends with OutOfRange.
+func (s *Server) ConsumeStream(req *loghousev1.ConsumeRequest, stream loghousev1.Log_ConsumeStreamServer) error {
+	ctx, done := s.callContext(stream.Context())
+	defer done()
+	if err := s.waitCommitted(ctx, req.GetMinCommitted()); err != nil {
+		return s.toStatus(ctx, err)
+	}
+	off, err := s.startOffset(req)
+	if err != nil {
+		return s.toStatus(ctx, err)
+	}
+	limit := s.maxRecords(req)
+	for {
+		committed, changed := s.node.FSM.Committed()
+		if first := s.node.Log.FirstOffset(); off < first {
+			return s.outOfRange("server: offset %d is before the first retained record", off)
+		}
+		if off < committed {
+			s.streamReads.Add(1)
+			resp, err := s.read(off, committed, limit)
+			if err != nil {
+				return s.readError(ctx, off, err)
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			off = resp.NextOffset
+			continue
+		}
+		s.streamWaits.Add(1)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return s.toStatus(ctx, context.Cause(ctx))
+		}
+	}
+}
+
+// readError maps an error of read at off. Retention deleting the records
+// while they were read is reported like a start below the first offset.
+func (s *Server) readError(ctx context.Context, off uint64, err error) error {
+	if errors.Is(err, commitlog.ErrOutOfRange) && off < s.node.Log.FirstOffset() {
+		return s.outOfRange("server: offset %d is before the first retained record", off)
+	}
+	return s.toStatus(ctx, err)
+}
+
+// waitCommitted waits until the record at offset minCommitted is
+// committed on this node; 0 means do not wait. Close ends the wait.
+func (s *Server) waitCommitted(ctx context.Context, minCommitted uint64) error {
+	if minCommitted == 0 {
+		return nil
+	}
+	ctx, done := s.callContext(ctx)
+	defer done()
+	if c, err := s.node.FSM.WaitCommitted(ctx, minCommitted); err != nil {
+		return fmt.Errorf("server: wait for offset %d to be committed (committed up to %d): %w", minCommitted, c, context.Cause(ctx))
+	}
+	return nil
+}
+
+func isTimeStart(req *loghousev1.ConsumeRequest) bool {
+	_, ok := req.GetStart().(*loghousev1.ConsumeRequest_FromTimeUnixNano)
+	return ok
+}
+
+// startOffset is the offset the request starts at: its offset (0 if it
+// sets none), or the first record at or after its time. If no entry is
+// at or after the time, it is the commit watermark read before the search,
+// so that a stream gets every record committed after it.
+func (s *Server) startOffset(req *loghousev1.ConsumeRequest) (uint64, error) {
+	st, ok := req.GetStart().(*loghousev1.ConsumeRequest_FromTimeUnixNano)
+	if !ok {
+		return req.GetOffset(), nil
+	}
+	committed, _ := s.node.FSM.Committed()
+	i, err := s.node.Log.SearchTime(st.FromTimeUnixNano)
+	if errors.Is(err, commitlog.ErrOutOfRange) {
+		return committed, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return s.node.Log.OffsetOf(i)
+}
+
+// maxRecords is the record limit of one response to req.
+func (s *Server) maxRecords(req *loghousev1.ConsumeRequest) int {
+	if n := req.GetMaxRecords(); n > 0 && int64(n) < int64(s.cfg.ConsumeMaxRecords) {
+		return int(n)
+	}
+	return s.cfg.ConsumeMaxRecords
+}
+
+// read returns the records [off, committed), bounded by maxRecords and
+// ConsumeMaxBytes (but at least one). The caller has checked that off lies
+// in [first, committed). Each entry's data is copied once, out of the
+// iterator's buffer; the records of the response alias that copy.
+func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.ConsumeResponse, error) {
+	l := s.node.Log
+	idx, err := l.IndexOfOffset(off)
+	if err != nil {
+		return nil, err
+	}
+	resp := &loghousev1.ConsumeResponse{}
+	next, size := off, 0
+	full := func(n int) bool {
+		return len(resp.Records) > 0 && (len(resp.Records) >= maxRecords || size+n > s.cfg.ConsumeMaxBytes)
+	}
+	var rec record.Record
+	it := l.NewIterator(idx)
+	for next < committed && len(resp.Records) < maxRecords && it.Next() {
+		e := it.Entry()
+		end := e.Offset + uint64(e.Count)
+		if e.Count == 0 || end <= next {
+			continue
+		}
+		if e.Offset > next {
+			return nil, fmt.Errorf("server: entry %d holds offsets from %d, want %d", e.Index, e.Offset, next)
+		}
+		dec, err := record.NewDecoder(bytes.Clone(e.Data))
+		if err != nil {
+			return nil, fmt.Errorf("server: entry %d: %w", e.Index, err)
+		}
+		take := min(end, committed) - next
+		take = min(take, uint64(maxRecords-len(resp.Records)))
+		slab := make([]loghousev1.Record, take)
+		used := 0
+		for o := e.Offset; o < end && o < committed; o++ {
+			ok, err := dec.Next(&rec)
+			if err == nil && !ok {
+				err = fmt.Errorf("%w: %d records, the entry says %d", record.ErrMalformed, o-e.Offset, e.Count)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("server: entry %d: %w", e.Index, err)
+			}
+			if o < next {
+				continue
+			}
+			n := rec.EncodedSize()
+			if used == len(slab) || full(n) {
+				break
+			}
+			pr := &slab[used]
+			used++
+			pr.Offset, pr.TimestampUnixNano, pr.Key, pr.Value = o, e.Time, rec.Key, rec.Value
+			if len(rec.Headers) > 0 {
+				pr.Headers = make([]*loghousev1.Header, len(rec.Headers))
+				hs := make([]loghousev1.Header, len(rec.Headers))
+				for j, h := range rec.Headers {
+					hs[j].Key, hs[j].Value = h.Name, h.Value
+					pr.Headers[j] = &hs[j]
+				}
+			}
+			resp.Records = append(resp.Records, pr)
+			size += n
+			next = o + 1
+		}
+		if used < len(slab) {
+			break // a limit was reached inside this entry
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	if len(resp.Records) == 0 {
+		// The log ended below the watermark, which raft never allows.
+		return nil, status.Errorf(codes.Internal, "server: no record readable at offset %d below the commit watermark %d", off, committed)
+	}
+	resp.NextOffset = next
+	resp.FirstOffset = l.FirstOffset()
+	resp.CommittedOffset = committed
+	return resp, nil
+}

@@ -1,0 +1,61 @@
+// Package server is Loghouse's gRPC service: the loghouse.v1.Log API
+// (pkg/api/v1) over a replication.Node, the gRPC health service and server
+// reflection, with the interceptors that authenticate and authorize every
+// call.
+//
+// # Identity and access
+//
+// A caller's identity is the common name of its client certificate, as
+// crypto/tls verified it against the cluster CA (tlsutil.IdentityFromState).
+// A call without one is refused with Unauthenticated. With the production
+// TLS configuration (tlsutil.Store.ServerConfig) the handshake already
+// refuses a client without a certificate; the interceptor checks again so
+// that a server configured otherwise stays closed. Every call is then
+// authorized by the Authorizer:
+//
+//	Produce, ProduceStream   produce
+//	Consume, ConsumeStream   consume
+//	GetServers               produce or consume
+//	Status                   admin
+//	health, reflection       any verified identity
+//
+// A refusal is PermissionDenied naming the identity and the action. A
+// server certificate used as a client is just an identity (the node name)
+// with whatever rights the policy gives that name.
+//
+// # Writes
+//
+// Only the leader takes writes. Elsewhere Produce fails with Unavailable;
+// the message, a loghousev1.Error status detail and the trailer
+// "loghouse-leader" give the leader's address when it is known.
+//
+// Produce requests of concurrent callers are grouped into one raft entry
+// (group commit): a committer goroutine takes whatever requests are queued,
+// up to MaxBatchBytes, encodes them as one record batch and hands it to
+// raft, while a second goroutine waits for the outcomes in order. A
+// request's records are contiguous in the batch, so they get consecutive
+// offsets, and the request succeeds or fails as a whole. ProduceStream
+// pipelines: it submits each request as it arrives and answers in request
+// order, echoing each request's sequence; a failed request is answered
+// with its error and the stream goes on.
+//
+// # Reads
+//
+// Reads see only records the node has committed (replication.FSM's
+// watermark), on any node. Consume answers with the records from a start
+// offset or time; min_committed makes it wait until the node has committed
+// that offset first (read your writes from a follower). ConsumeStream
+// sends records as they are committed and sleeps on the watermark when it
+// has caught up.
+//
+// # Errors
+//
+// Codes follow pkg/api/v1's error model: InvalidArgument for an empty,
+// oversized or too large request (the message names the limit and, for a
+// record, its index), OutOfRange with the node's bounds [first, committed)
+// in the message, PermissionDenied, Unauthenticated, Unavailable with the
+// leader, DeadlineExceeded and Canceled for the caller's context, and
+// Internal for anything else, whose cause is logged and not sent.
+//
+// DESIGN.md beside this file gives the reasons for these choices.
+package server
