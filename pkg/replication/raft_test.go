@@ -303,8 +303,25 @@ func rtSame(t *testing.T, nodes []*rtNode, want []string) {
 }
 
 func TestRaftReplicatesOverCommitLog(t *testing.T) {
-	nodes := rtCluster(t, 3, commitlog.Options{MaxSegmentBytes: 64 << 10})
+	for _, size := range []int{1, 3, 5} {
+		t.Run(fmt.Sprintf("%d-nodes", size), func(t *testing.T) { rtReplicate(t, size) })
+	}
+}
+
+// rtReplicate replicates, fails the leader over (clusters of 3 or more),
+// and brings it back on its data.
+func rtReplicate(t *testing.T, size int) {
+	nodes := rtCluster(t, size, commitlog.Options{MaxSegmentBytes: 64 << 10})
 	leader := rtLeader(t, nodes)
+	if size == 1 {
+		want := rtProduce(t, nodes, 100, 10, "a")
+		rtSame(t, nodes, want)
+		leader.stop(t, true)
+		nodes[0] = rtStart(t, leader.id, leader.dir, leader.addr, commitlog.Options{MaxSegmentBytes: 64 << 10})
+		rtSame(t, nodes, want)
+		rtSame(t, nodes, append(want, rtProduce(t, nodes, 10, 10, "b")...))
+		return
+	}
 	want := rtProduce(t, nodes, 100, 10, "a")
 	rtSame(t, nodes, want)
 
@@ -408,6 +425,52 @@ func TestRaftSnapshotInstall(t *testing.T) {
 			if got[i] != want[i] {
 				t.Fatalf("%s: record %d is %q, want %q", n.id, i, got[i], want[i])
 			}
+		}
+	}
+}
+
+// TestRaftNewNodeInstallsSnapshot adds a brand-new voter after retention
+// deleted the start of the log: it can only catch up through a snapshot.
+func TestRaftNewNodeInstallsSnapshot(t *testing.T) {
+	opts := commitlog.Options{MaxSegmentBytes: 8 << 10, RetentionBytes: 16 << 10}
+	nodes := rtCluster(t, 3, opts)
+	rtProduce(t, nodes, 600, 4, "a")
+	leader := rtLeader(t, nodes)
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if _, err := n.log.ApplyRetention(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if leader.log.FirstIndex() <= 1 {
+		t.Fatal("retention deleted nothing; the test needs it to")
+	}
+	fresh := rtStart(t, "node3", t.TempDir(), "", opts)
+	if err := leader.raft.AddVoter(raft.ServerID(fresh.id), raft.ServerAddress(fresh.addr), 0, 10*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	nodes = append(nodes, fresh)
+	rtProduce(t, nodes, 5, 4, "b")
+	leader = rtLeader(t, nodes)
+	rtWait(t, "the new node to catch up", func() bool {
+		c, _ := fresh.fsm.Committed()
+		lc, _ := leader.fsm.Committed()
+		return c == lc && fresh.log.LastIndex() >= leader.log.LastIndex()-1
+	})
+	if fresh.log.FirstIndex() <= 1 || fresh.log.FirstOffset() == 0 {
+		t.Fatalf("the new node's log starts at index %d, offset %d: it did not come from a snapshot", fresh.log.FirstIndex(), fresh.log.FirstOffset())
+	}
+	// From the new node's first offset on, both hold the same records.
+	lr, fr := rtRecords(t, leader), rtRecords(t, fresh)
+	skip := int(fresh.log.FirstOffset() - leader.log.FirstOffset())
+	if skip < 0 || len(lr)-skip != len(fr) {
+		t.Fatalf("leader holds %d records from offset %d, new node %d from %d", len(lr), leader.log.FirstOffset(), len(fr), fresh.log.FirstOffset())
+	}
+	for i := range fr {
+		if fr[i] != lr[skip+i] {
+			t.Fatalf("record %d: new node %q, leader %q", i, fr[i], lr[skip+i])
 		}
 	}
 }
