@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,38 +31,13 @@ func crashOptions(t *testing.T) Options {
 	t.Helper()
 	return Options{
 		Logger:            crashLogger(t),
-		FS:                crashNoSyncFS{vfs.OS{}},
+		FS:                vfs.NoSync{FS: vfs.OS{}},
 		Sync:              SyncAlways,
 		MaxSegmentBytes:   2048,
 		MaxSegmentEntries: 64,
 		TimeIndexInterval: 256,
 	}
 }
-
-// crashNoSyncFS is an FS whose file and directory syncs do nothing.
-type crashNoSyncFS struct{ vfs.FS }
-
-func (f crashNoSyncFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	file, err := f.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return crashNoSyncFile{file}, nil
-}
-
-func (crashNoSyncFS) SyncDir(string) error { return nil }
-
-// Lock passes through, so the directory lock is still taken.
-func (f crashNoSyncFS) Lock(path string) (io.Closer, error) {
-	if lk, ok := f.FS.(vfs.Locker); ok {
-		return lk.Lock(path)
-	}
-	return io.NopCloser(nil), nil
-}
-
-type crashNoSyncFile struct{ vfs.File }
-
-func (crashNoSyncFile) Sync() error { return nil }
 
 // crashLogger collects the log's output and passes it to t.Log only if the
 // test fails, so that thousands of passing cases stay readable with -v.

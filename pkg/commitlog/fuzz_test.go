@@ -29,7 +29,7 @@ type utFixture struct {
 func utFuzzOptions() Options {
 	return Options{
 		Logger:            hclog.NewNullLogger(),
-		FS:                utNoSyncFS{vfs.OS{}},
+		FS:                vfs.NoSync{FS: vfs.OS{}},
 		Sync:              SyncNone,
 		MaxSegmentEntries: 4,
 		TimeIndexInterval: 1,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -51,32 +50,6 @@ func (w utLogWriter) Write(p []byte) (int, error) {
 func utLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "commitlog", Level: hclog.Info, Output: utLogWriter{t}})
 }
-
-// utNoSyncFS is the OS file system with fsync (files and directories) made a
-// no-op, so tests that create thousands of files run fast. Locking passes
-// through.
-type utNoSyncFS struct{ vfs.FS }
-
-func (f utNoSyncFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
-	file, err := f.FS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return utNoSyncFile{file}, nil
-}
-
-func (utNoSyncFS) SyncDir(string) error { return nil }
-
-func (f utNoSyncFS) Lock(path string) (io.Closer, error) {
-	if lk, ok := f.FS.(vfs.Locker); ok {
-		return lk.Lock(path)
-	}
-	return io.NopCloser(nil), nil
-}
-
-type utNoSyncFile struct{ vfs.File }
-
-func (utNoSyncFile) Sync() error { return nil }
 
 // utModel is what a log must hold: entries [first, next) with their offsets,
 // and the running maximum time of every entry before first (deleted by
@@ -194,7 +167,7 @@ func utOpen(t testing.TB, opts Options) *utLog {
 		opts.Now = h.clock.Now
 	}
 	if opts.FS == nil {
-		opts.FS = utNoSyncFS{vfs.OS{}}
+		opts.FS = vfs.NoSync{FS: vfs.OS{}}
 	}
 	h.opts = opts
 	h.m = utNewModel(max(opts.InitialIndex, 1))

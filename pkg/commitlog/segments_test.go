@@ -65,7 +65,7 @@ func TestUnitManySegmentsBoundedResources(t *testing.T) {
 	// Two entries of 16 bytes fill a segment exactly.
 	opts := Options{
 		Logger:            utLogger(t),
-		FS:                utNoSyncFS{vfs.OS{}},
+		FS:                vfs.NoSync{FS: vfs.OS{}},
 		Sync:              SyncNone,
 		MaxSegmentBytes:   fileHeaderSize + 2*(entryHeaderSize+16),
 		MaxSegmentEntries: 4,
@@ -233,7 +233,7 @@ func TestUnitConcurrentReadersAppenderRetention(t *testing.T) {
 	const batches = 1500
 	opts := Options{
 		Logger:            utLogger(t),
-		FS:                utNoSyncFS{vfs.OS{}},
+		FS:                vfs.NoSync{FS: vfs.OS{}},
 		MaxSegmentBytes:   2048,
 		MaxSegmentEntries: 64,
 		MaxOpenSegments:   3,
