@@ -116,7 +116,9 @@
 // cut back to the end of the last entry that ended a batch (so an Append is
 // all or nothing across a crash), and what was dropped is reported in
 // Recovery and logged. The index is compared with the scan and rewritten
-// where it differs. Sealed segments are checked when first opened (lazily):
+// where it differs. The last sealed segment is opened too, so that a store
+// that does not continue it exactly (index and offset) is refused. Other
+// sealed segments are checked when first opened (lazily):
 // the first and last index entries must agree with the store; otherwise the
 // index is rebuilt by scanning the store, and a corrupt entry found then is a
 // *CorruptError naming the file and position. Every read verifies the entry's

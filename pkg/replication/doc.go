@@ -16,6 +16,12 @@
 //     follower's FSM.Restore rebuilds its log from that stream.
 //   - StableStore keeps raft's term and vote in one small checksummed file,
 //     replaced atomically and fsync'd on every change.
+//   - Mux shares the RPC port between gRPC and raft: a per-connection
+//     goroutine reads the first byte under a deadline ('R' for raft, a TLS
+//     ClientHello for gRPC). StreamLayer runs raft over it with mutual TLS
+//     and requires a server-role certificate at both ends.
+//   - Node wires all of it: log, stores, FSM, transport and raft, with
+//     bootstrap only when no raft state exists.
 //
 // DESIGN.md beside this file gives the reasons and the known limits; the
 // snapshot stream format is described on FSM.Restore.
