@@ -81,13 +81,10 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		cctx, cancel := cf.ctx(ctx)
 		resp, err := client.Consume(cctx, req)
 		cancel()
-		if status.Code(err) == codes.OutOfRange && printed > 0 {
-			return closeConn(conn, nil) // reached the end
-		}
 		if err != nil {
 			return closeConn(conn, rpcError(err))
 		}
-		if !print(resp.Records) || resp.NextOffset >= resp.CommittedOffset {
+		if !print(resp.Records) || len(resp.Records) == 0 || resp.NextOffset >= resp.CommittedOffset {
 			return closeConn(conn, nil)
 		}
 		req.Start = &loghousev1.ConsumeRequest_Offset{Offset: resp.NextOffset}

@@ -16,7 +16,9 @@ import (
 
 // Consume returns committed records from the requested start: at most
 // ConsumeMaxRecords (or the request's max_records) and ConsumeMaxBytes of
-// record bytes, and at least one record.
+// record bytes, and at least one record, except at the end of the log
+// (offset == committed), which returns no records and the bounds. Past the
+// end, or before the first retained record, is OutOfRange.
 func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*loghousev1.ConsumeResponse, error) {
 	if err := s.waitCommitted(ctx, req.GetMinCommitted()); err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -31,8 +33,12 @@ func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*
 		return nil, s.outOfRange("server: offset %d is before the first retained record", off)
 	case off >= committed && isTimeStart(req):
 		return nil, s.outOfRange("server: no committed record at or after time %d", req.GetFromTimeUnixNano())
-	case off >= committed:
-		return nil, s.outOfRange("server: offset %d is not committed on this node", off)
+	case off == committed:
+		// At the end, as a poller catching up will be: no records, and
+		// the bounds, so the caller can tell "nothing yet" from an error.
+		return &loghousev1.ConsumeResponse{NextOffset: off, FirstOffset: first, CommittedOffset: committed}, nil
+	case off > committed:
+		return nil, s.outOfRange("server: offset %d is past the end (not committed on this node)", off)
 	}
 	resp, err := s.read(off, committed, s.maxRecords(req))
 	if err != nil {

@@ -31,7 +31,8 @@ func produce(t testing.TB, cl loghousev1.LogClient, recs []*loghousev1.Record) *
 }
 
 // TestConsume covers unary Consume on one node: by offset and by time,
-// the response limits, and OutOfRange past the watermark.
+// the response limits, an empty answer at the watermark, and OutOfRange
+// past it.
 func TestConsume(t *testing.T) {
 	c := newCluster(t, 1, clusterOpts{server: func(cfg *Config) { cfg.ConsumeMaxBytes = 1000 }})
 	cl := client(t, c.nodes[0], "root")
@@ -83,8 +84,8 @@ func TestConsume(t *testing.T) {
 		req   *loghousev1.ConsumeRequest
 		wants []string
 	}{
-		{"at the watermark", atOffset(committed), []string{"offset 11 is not committed", bounds}},
-		{"far past the watermark", atOffset(1 << 40), []string{"not committed", bounds}},
+		{"just past the watermark", atOffset(committed + 1), []string{"offset 12 is past the end", bounds}},
+		{"far past the watermark", atOffset(1 << 40), []string{"past the end", bounds}},
 		{"after the last time", atTime(b.TimestampUnixNano + 1), []string{"no committed record at or after time", bounds}},
 	}
 	for _, tc := range bad {
@@ -92,6 +93,12 @@ func TestConsume(t *testing.T) {
 			_, err := cl.Consume(testCtx(t), tc.req)
 			wantCode(t, err, codes.OutOfRange, tc.wants...)
 		})
+	}
+
+	// At the watermark exactly: no records yet, and the bounds.
+	resp, err := cl.Consume(testCtx(t), atOffset(committed))
+	if err != nil || len(resp.Records) != 0 || resp.NextOffset != committed || resp.CommittedOffset != committed {
+		t.Fatalf("consume at the watermark = %v, %v; want no records, next and committed %d", resp, err, committed)
 	}
 }
 
