@@ -79,6 +79,7 @@ func TestBinaryDependencies(t *testing.T) {
 		"github.com/stretchr/testify/",
 		"github.com/golangci/",
 		"github.com/anishathalye/porcupine",
+		"github.com/hashicorp/raft-wal",
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) < 10 {
