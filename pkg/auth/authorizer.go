@@ -76,9 +76,19 @@ func (a *Authorizer) Authorize(subject, action string) error {
 	if !isAction(action) {
 		return fmt.Errorf("%w %q", ErrUnknownAction, action)
 	}
-	ok, err := a.current.Load().enforcer.Enforce(subject, action)
-	if err != nil {
-		return fmt.Errorf("auth: decide whether %q may %s: %w", subject, action, err)
+	ps := a.current.Load()
+	key := decisionKey{subject, action}
+	var ok bool
+	if v, hit := ps.decisions.Load(key); hit {
+		ok = v.(bool)
+	} else {
+		var err error
+		if ok, err = ps.enforcer.Enforce(subject, action); err != nil {
+			return fmt.Errorf("auth: decide whether %q may %s: %w", subject, action, err)
+		}
+		if ps.cached.Add(1) <= maxCachedDecisions {
+			ps.decisions.Store(key, ok)
+		}
 	}
 	if !ok {
 		return &DeniedError{Subject: subject, Action: action}

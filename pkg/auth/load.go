@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
@@ -36,7 +38,19 @@ type policySet struct {
 	enforcer  *casbin.Enforcer
 	rules     int // p rules
 	groupings int // g rules
+
+	// decisions caches the enforcer's answers. A loaded policy never
+	// changes (Reload builds a new policySet), so entries never go stale.
+	// Bounded by maxCachedDecisions; beyond it, decisions are not cached.
+	decisions sync.Map // decisionKey -> bool
+	cached    atomic.Int64
 }
+
+// maxCachedDecisions bounds the cache: identities are certificate names
+// from the cluster's CA, so real deployments stay far below it.
+const maxCachedDecisions = 1 << 16
+
+type decisionKey struct{ subject, action string }
 
 // load reads, parses and checks the model and policy files (the embedded
 // defaults for empty paths) and builds an enforcer from them.
