@@ -109,15 +109,30 @@ func (l *Log) IndexOfOffset(off uint64) (uint64, error) {
 	}
 	defer l.release(s)
 	// The index's offsets are not checksummed: check the answer against
-	// the entry itself, as ReadOffset does, rather than trust them.
+	// the entry's header rather than trust them. Only the header is read
+	// (entries can be large); whoever reads the entry verifies its
+	// checksum then.
 	i := s.searchOffset(off)
-	_, e, err := s.readEntry(i, nil)
-	if err != nil {
+	pos, end := s.entryBounds(i)
+	if pos < fileHeaderSize || end-pos < entryHeaderSize || end > s.size {
+		return 0, &CorruptError{File: s.indexPath, Pos: fileHeaderSize + int64(i-s.hdr.baseIndex)*indexEntrySize,
+			Reason: fmt.Sprintf("index entry for %d points at bytes [%d, %d) of a %d-byte store", i, pos, end, s.size)}
+	}
+	var hb [entryHeaderSize]byte
+	if _, err := readFull(s.store, hb[:], pos, end); err != nil {
 		return 0, err
 	}
-	if off < e.Offset || off-e.Offset >= uint64(e.Count) {
+	e, err := decodeEntryHeader(hb[:])
+	if err != nil || e.index != i || e.size() != end-pos {
+		reason := fmt.Sprintf("entry header at index slot %d does not match the index", i)
+		if err != nil {
+			reason = err.Error()
+		}
+		return 0, &CorruptError{File: s.storePath, Pos: pos, Reason: reason}
+	}
+	if off < e.offset || off-e.offset >= uint64(e.count) {
 		return 0, &CorruptError{File: s.indexPath, Pos: fileHeaderSize + int64(i-s.hdr.baseIndex)*indexEntrySize,
-			Reason: fmt.Sprintf("index leads offset %d to entry %d holding [%d, %d)", off, i, e.Offset, e.Offset+uint64(e.Count))}
+			Reason: fmt.Sprintf("index leads offset %d to entry %d holding [%d, %d)", off, i, e.offset, e.offset+uint64(e.count))}
 	}
 	return i, nil
 }
