@@ -40,7 +40,7 @@ func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*
 	case off > committed:
 		return nil, s.outOfRange("server: offset %d is past the end (not committed on this node)", off)
 	}
-	resp, err := s.read(off, committed, s.maxRecords(req))
+	resp, err := s.read(off, committed, s.maxRecords(req), nil)
 	if err != nil {
 		return nil, s.readError(ctx, off, err)
 	}
@@ -63,6 +63,7 @@ func (s *Server) ConsumeStream(req *loghousev1.ConsumeRequest, stream loghousev1
 		return s.toStatus(ctx, err)
 	}
 	limit := s.maxRecords(req)
+	var cache entryCache
 	for {
 		committed, changed := s.node.FSM.Committed()
 		if first := s.node.Log.FirstOffset(); off < first {
@@ -70,7 +71,7 @@ func (s *Server) ConsumeStream(req *loghousev1.ConsumeRequest, stream loghousev1
 		}
 		if off < committed {
 			s.streamReads.Add(1)
-			resp, err := s.read(off, committed, limit)
+			resp, err := s.read(off, committed, limit, &cache)
 			if err != nil {
 				return s.readError(ctx, off, err)
 			}
@@ -145,11 +146,16 @@ func (s *Server) maxRecords(req *loghousev1.ConsumeRequest) int {
 	return s.cfg.ConsumeMaxRecords
 }
 
-// read returns the records [off, committed), bounded by maxRecords and
-// ConsumeMaxBytes (but at least one). The caller has checked that off lies
-// in [first, committed). Each entry's data is copied once, out of the
-// iterator's buffer; the records of the response alias that copy.
-func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.ConsumeResponse, error) {
+// entryCache keeps the last entry a stream read part of, so that the next
+// response continues from it instead of reading and copying it again.
+type entryCache struct {
+	index uint64
+	entry commitlog.Entry // Data is the stream's own copy
+}
+
+// read builds a response of committed records from offset off. cache, if
+// not nil, is the stream's cache of a partly sent entry.
+func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) (*loghousev1.ConsumeResponse, error) {
 	l := s.node.Log
 	idx, err := l.IndexOfOffset(off)
 	if err != nil {
@@ -161,23 +167,20 @@ func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.Consum
 		return len(resp.Records) > 0 && (len(resp.Records) >= maxRecords || size+n > s.cfg.ConsumeMaxBytes)
 	}
 	var rec record.Record
-	it := l.NewIterator(idx)
-	for next < committed && len(resp.Records) < maxRecords && it.Next() {
-		e := it.Entry()
+	// take adds e's records from next on; it reports whether a limit was
+	// reached inside e. data is a copy the response may alias.
+	take := func(e commitlog.Entry, data []byte) (bool, error) {
 		end := e.Offset + uint64(e.Count)
-		if e.Count == 0 || end <= next {
-			continue
-		}
 		if e.Offset > next {
-			return nil, fmt.Errorf("server: entry %d holds offsets from %d, want %d", e.Index, e.Offset, next)
+			return false, fmt.Errorf("server: entry %d holds offsets from %d, want %d", e.Index, e.Offset, next)
 		}
-		dec, err := record.NewDecoder(bytes.Clone(e.Data))
+		dec, err := record.NewDecoder(data)
 		if err != nil {
-			return nil, fmt.Errorf("server: entry %d: %w", e.Index, err)
+			return false, fmt.Errorf("server: entry %d: %w", e.Index, err)
 		}
-		take := min(end, committed) - next
-		take = min(take, uint64(maxRecords-len(resp.Records)))
-		slab := make([]loghousev1.Record, take)
+		want := min(end, committed) - next
+		want = min(want, uint64(maxRecords-len(resp.Records)))
+		slab := make([]loghousev1.Record, want)
 		used := 0
 		for o := e.Offset; o < end && o < committed; o++ {
 			ok, err := dec.Next(&rec)
@@ -185,7 +188,7 @@ func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.Consum
 				err = fmt.Errorf("%w: %d records, the entry says %d", record.ErrMalformed, o-e.Offset, e.Count)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("server: entry %d: %w", e.Index, err)
+				return false, fmt.Errorf("server: entry %d: %w", e.Index, err)
 			}
 			if o < next {
 				continue
@@ -209,19 +212,52 @@ func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.Consum
 			size += n
 			next = o + 1
 		}
-		if used < len(slab) {
-			break // a limit was reached inside this entry
+		stopped := used < len(slab) || next < min(end, committed)
+		if stopped && cache != nil {
+			e.Data = data
+			*cache = entryCache{index: e.Index, entry: e}
+		}
+		return stopped, nil
+	}
+	from := idx
+	if cache != nil && cache.entry.Data != nil && cache.index == idx {
+		stopped, err := take(cache.entry, cache.entry.Data)
+		if err != nil {
+			return nil, err
+		}
+		from = idx + 1
+		if stopped {
+			return s.finish(resp, off, next, committed)
+		}
+	}
+	it := l.NewIterator(from)
+	for next < committed && len(resp.Records) < maxRecords && it.Next() {
+		e := it.Entry()
+		if e.Count == 0 || e.Offset+uint64(e.Count) <= next {
+			continue
+		}
+		stopped, err := take(e, bytes.Clone(e.Data))
+		if err != nil {
+			return nil, err
+		}
+		if stopped {
+			break
 		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, err
 	}
+	return s.finish(resp, off, next, committed)
+}
+
+// finish fills in a response's bounds.
+func (s *Server) finish(resp *loghousev1.ConsumeResponse, off, next, committed uint64) (*loghousev1.ConsumeResponse, error) {
 	if len(resp.Records) == 0 {
 		// The log ended below the watermark, which raft never allows.
 		return nil, status.Errorf(codes.Internal, "server: no record readable at offset %d below the commit watermark %d", off, committed)
 	}
 	resp.NextOffset = next
-	resp.FirstOffset = l.FirstOffset()
+	resp.FirstOffset = s.node.Log.FirstOffset()
 	resp.CommittedOffset = committed
 	return resp, nil
 }

@@ -287,3 +287,45 @@ func TestFollowerReads(t *testing.T) {
 	_, err = f.srv.Consume(ctx, &loghousev1.ConsumeRequest{MinCommitted: last.BaseOffset + 1000})
 	wantCode(t, err, codes.DeadlineExceeded, fmt.Sprintf("offset %d to be committed", last.BaseOffset+1000))
 }
+
+// TestConsumeStreamSplitsLargeEntries streams entries holding more records
+// than one response, from the middle of an entry: the responses continue
+// each entry where the previous one stopped (the stream's entry cache),
+// with dense offsets and the right values.
+func TestConsumeStreamSplitsLargeEntries(t *testing.T) {
+	c := newCluster(t, 1, clusterOpts{})
+	n := c.nodes[0]
+	cl := client(t, n, "root")
+	var want []string
+	for b := range 3 {
+		vs := values(fmt.Sprintf("big%d", b), 50, 0)
+		produce(t, cl, vs)
+		for _, r := range vs {
+			want = append(want, string(r.Value))
+		}
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	req := atOffset(3)
+	req.MaxRecords = 7
+	stream, err := cl.ConsumeStream(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(3)
+	for next < uint64(len(want)) {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Records) == 0 || len(resp.Records) > 7 {
+			t.Fatalf("response of %d records, want 1..7", len(resp.Records))
+		}
+		for _, r := range resp.Records {
+			if r.Offset != next || string(r.Value) != want[next] {
+				t.Fatalf("record at offset %d value %q, want offset %d value %q", r.Offset, r.Value, next, want[next])
+			}
+			next++
+		}
+	}
+}
