@@ -228,6 +228,19 @@ func rtProduce(t *testing.T, nodes []*rtNode, batches, perBatch int, tag string)
 	return values
 }
 
+// rtEqual fails the test unless node id holds exactly want, in order.
+func rtEqual(t *testing.T, id string, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s holds %d records, want %d", id, len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: record %d is %q, want %q", id, i, got[i], want[i])
+		}
+	}
+}
+
 // rtCommittedOnLeader waits for a leader to commit a barrier and reports
 // whether value is among its committed records.
 func rtCommittedOnLeader(t *testing.T, nodes []*rtNode, value string) bool {
@@ -291,14 +304,7 @@ func rtSame(t *testing.T, nodes []*rtNode, want []string) {
 			return c >= n.log.FirstOffset()+uint64(len(want))
 		})
 		got := rtRecords(t, n)
-		if len(got) != len(want) {
-			t.Fatalf("%s holds %d records, want %d", n.id, len(got), len(want))
-		}
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("%s: record %d is %q, want %q", n.id, i, got[i], want[i])
-			}
-		}
+		rtEqual(t, n.id, got, want)
 	}
 }
 
@@ -418,14 +424,7 @@ func TestRaftSnapshotInstall(t *testing.T) {
 	want = append(want[skip:], more...)
 	for _, n := range []*rtNode{leader, back} {
 		got := rtRecords(t, n)
-		if len(got) != len(want) {
-			t.Fatalf("%s holds %d records, want %d", n.id, len(got), len(want))
-		}
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("%s: record %d is %q, want %q", n.id, i, got[i], want[i])
-			}
-		}
+		rtEqual(t, n.id, got, want)
 	}
 }
 
@@ -464,15 +463,14 @@ func TestRaftNewNodeInstallsSnapshot(t *testing.T) {
 	}
 	// From the new node's first offset on, both hold the same records.
 	lr, fr := rtRecords(t, leader), rtRecords(t, fresh)
+	if fresh.log.FirstOffset() < leader.log.FirstOffset() {
+		t.Fatalf("the new node starts at offset %d, before the leader's %d", fresh.log.FirstOffset(), leader.log.FirstOffset())
+	}
 	skip := int(fresh.log.FirstOffset() - leader.log.FirstOffset())
-	if skip < 0 || len(lr)-skip != len(fr) {
-		t.Fatalf("leader holds %d records from offset %d, new node %d from %d", len(lr), leader.log.FirstOffset(), len(fr), fresh.log.FirstOffset())
+	if skip > len(lr) {
+		t.Fatalf("leader holds %d records from offset %d, new node starts at %d", len(lr), leader.log.FirstOffset(), fresh.log.FirstOffset())
 	}
-	for i := range fr {
-		if fr[i] != lr[skip+i] {
-			t.Fatalf("record %d: new node %q, leader %q", i, fr[i], lr[skip+i])
-		}
-	}
+	rtEqual(t, fresh.id, fr, lr[skip:])
 }
 
 // TestSnapshotStreamRoundTrip streams a live snapshot and restores it into

@@ -4,9 +4,6 @@ import (
 	"context"
 	"net"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,40 +73,8 @@ func BenchmarkBaselineRaftApply(b *testing.B) {
 func blRunApply(b *testing.B, r *raft.Raft, counted *blCountingStore, callers, records int) {
 	b.ReportAllocs()
 	payload := blBatch(b, records)
-	lat := make([][]time.Duration, callers)
-	var left atomic.Int64
-	left.Store(int64(b.N))
-	errs := make(chan error, callers)
 	startStores := counted.stores.Load()
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for g := range callers {
-		wg.Go(func() {
-			for left.Add(-1) >= 0 {
-				t0 := time.Now()
-				if err := r.Apply(payload, 0).Error(); err != nil {
-					errs <- err
-					return
-				}
-				lat[g] = append(lat[g], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	recs := float64(b.N * records)
-	b.ReportMetric(recs/elapsed.Seconds(), "records/s")
-	b.ReportMetric(recs*benchRecordBytes/elapsed.Seconds()/1e6, "MB/s")
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1e3, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1e3, "p99-ms")
+	benchLoad(b, callers, records, func() error { return r.Apply(payload, 0).Error() })
 	// Raft groups the applies it finds queued into one StoreLogs (one
 	// sync): entries per StoreLogs call.
 	if n := counted.stores.Load() - startStores; n > 0 {
