@@ -29,6 +29,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	advertise := fs.String("advertise", "", "advertise address (overrides the config)")
 	rpcPort := fs.Int("rpc-port", -1, "RPC port, gRPC and raft (overrides the config; 0 picks a free port)")
 	bootstrap := fs.Bool("bootstrap", false, "bootstrap a new cluster if there is no raft state (overrides the config when set)")
+	var join stringList
+	fs.Var(&join, "retry-join", "gossip address host[:port] to join, retried until it answers (repeatable; replaces the config's retry_join)")
+	expect := fs.Int("bootstrap-expect", -1, "bootstrap once this many servers have met (overrides the config)")
+	serfPort := fs.Int("serf-port", -1, "gossip port (overrides the config; 0 picks a free port)")
 	logLevel := fs.String("log-level", "", "trace, debug, info, warn or error (overrides the config)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -61,6 +65,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *bootstrap {
 		cfg.Bootstrap = true
 	}
+	if len(join) > 0 {
+		cfg.RetryJoin = join
+	}
+	if *expect >= 0 {
+		cfg.BootstrapExpect = *expect
+	}
+	if *serfPort >= 0 {
+		cfg.Ports.Serf = *serfPort
+	}
 	a, err := agent.New(cfg, agent.Options{Dev: *dev})
 	if err != nil {
 		return err
@@ -73,8 +86,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		fmt.Fprintf(stdout, "Loghouse agent %s ready on %s\n", cfg.NodeName, a.Addr())
 	}
-	<-ctx.Done()
-	return a.Shutdown()
+	select {
+	case <-ctx.Done():
+		return a.Shutdown()
+	case err := <-a.Fatal():
+		return closeAgent(a, err)
+	}
 }
 
 func closeAgent(a *agent.Agent, err error) error {

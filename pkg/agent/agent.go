@@ -19,6 +19,7 @@ import (
 	"github.com/loghouse/loghouse/pkg/auth"
 	"github.com/loghouse/loghouse/pkg/commitlog"
 	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/replication"
 	"github.com/loghouse/loghouse/pkg/server"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
@@ -38,6 +39,9 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful stop of client calls. Default:
 	// 10s.
 	ShutdownTimeout time.Duration
+	// LocalGossip uses memberlist's local-network timings (fast failure
+	// detection), for tests and single-host clusters.
+	LocalGossip bool
 }
 
 // Agent is a running Loghouse node.
@@ -46,13 +50,14 @@ type Agent struct {
 	opts   Options
 	logger hclog.Logger
 
-	certs  *tlsutil.Store
-	authz  *auth.Authorizer
-	ln     net.Listener
-	mux    *replication.Mux
-	node   *replication.Node
-	server *server.Server
-	grpc   *grpc.Server
+	certs   *tlsutil.Store
+	authz   *auth.Authorizer
+	ln      net.Listener
+	mux     *replication.Mux
+	node    *replication.Node
+	members *membership.Membership
+	server  *server.Server
+	grpc    *grpc.Server
 
 	devDir     string // temporary data dir to remove, in -dev without one
 	devClients tlsutil.Files
@@ -84,6 +89,9 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		if err := a.setUpDev(); err != nil {
 			return a, err
 		}
+	}
+	if err := a.cfg.ResolveAddrs(); err != nil {
+		return a, err
 	}
 	if err := a.cfg.Validate(opts.Dev); err != nil {
 		return a, err
@@ -148,12 +156,17 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if err != nil {
 		return a, err
 	}
+	if err := a.startMembership(advertise); err != nil {
+		return a, err
+	}
 	// A group-commit batch becomes one log entry: keep it well inside the
 	// log's entry limit (raft steps down if the log refuses an entry).
 	batch := min(server.DefaultMaxBatchBytes, int(a.cfg.Storage.MaxEntryBytes)/2)
 	if a.server, err = server.New(server.Config{
 		Node:           a.node,
 		Authorizer:     a.authz,
+		TLS:            a.certs,
+		Members:        a.members.Members,
 		Logger:         a.logger.Named("server"),
 		MaxBatchBytes:  batch,
 		MaxRecordBytes: min(server.DefaultMaxRecordBytes, batch),
@@ -162,7 +175,11 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	}
 	a.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(a.certs.ServerConfig()))}, a.server.GRPCServerOptions()...)...)
 	a.server.Register(a.grpc)
-	a.wg.Add(2)
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		a.clusterLoop()
+	}()
 	go func() {
 		defer a.wg.Done()
 		if err := a.grpc.Serve(a.mux.GRPCListener()); err != nil && !errors.Is(err, replication.ErrMuxClosed) {
@@ -173,7 +190,8 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		defer a.wg.Done()
 		a.retentionLoop()
 	}()
-	a.logger.Info("agent started", "node", a.cfg.NodeName, "rpc", a.ln.Addr().String(), "advertise", advertise, "data_dir", a.cfg.DataDir)
+	a.logger.Info("agent started", "node", a.cfg.NodeName, "rpc", a.ln.Addr().String(), "advertise", advertise,
+		"gossip", a.members.Addr(), "data_dir", a.cfg.DataDir)
 	return a, nil
 }
 
@@ -191,6 +209,12 @@ func (a *Agent) setUpDev() error {
 		a.cfg.BindAddr = "127.0.0.1"
 	}
 	a.cfg.Bootstrap = true
+	a.cfg.BootstrapExpect = 0
+	if a.cfg.Ports.Serf == config.DefaultSerfPort {
+		// A lone dev node gossips with nobody: any free port will do,
+		// and two dev agents on one machine do not clash.
+		a.cfg.Ports.Serf = 0
+	}
 	tlsDir := filepath.Join(a.cfg.DataDir, "tls")
 	var dev *tlsutil.DevCerts
 	if _, err := os.Stat(filepath.Join(tlsDir, tlsutil.CACertFileName)); err == nil {
@@ -231,6 +255,16 @@ func (a *Agent) DevExports() string {
 
 // Addr is the RPC address the agent listens on.
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// GossipAddr is the gossip address the agent advertises.
+func (a *Agent) GossipAddr() string { return a.members.Addr() }
+
+// Members is the agent's gossip layer.
+func (a *Agent) Members() *membership.Membership { return a.members }
+
+// Fatal yields an error when the agent cannot go on and should be shut
+// down (retry_join gave up).
+func (a *Agent) Fatal() <-chan error { return a.members.Fatal() }
 
 // Node is the replicated node (for tests and status).
 func (a *Agent) Node() *replication.Node { return a.node }
@@ -310,6 +344,15 @@ func (a *Agent) Shutdown() error {
 			if err := a.node.Raft.LeadershipTransfer().Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) {
 				a.logger.Info("no leadership hand-off", "reason", err)
 			}
+		}
+		if a.members != nil {
+			if a.cfg.LeaveOnTerminate {
+				// The leader removes a server that left from raft.
+				if err := a.members.Leave(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			errs = append(errs, a.members.Shutdown())
 		}
 		if a.mux != nil {
 			errs = append(errs, ignoreClosed(a.mux.Close()))

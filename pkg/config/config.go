@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr/template"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -46,6 +48,32 @@ type Config struct {
 	Bootstrap bool
 	// Peers are the other servers of a statically configured cluster.
 	Peers []Peer
+	// BootstrapExpect makes the node bootstrap a new cluster, once, when
+	// this many servers (itself included) have met through gossip and none
+	// of them has raft state. Zero: off. Exclusive with Bootstrap.
+	BootstrapExpect int
+	// RetryJoin are gossip addresses (host or host:port, default port the
+	// Serf port) to join, retried with back-off until one answers.
+	RetryJoin []string
+	// RetryInterval is the longest wait between join attempts; the wait
+	// doubles from 1s up to it. Default: 30s.
+	RetryInterval time.Duration
+	// RetryMax is how many join attempts to make before the agent gives up
+	// and stops. Zero: retry forever.
+	RetryMax int
+	// Encrypt is the gossip encryption key, base64 of 16, 24 or 32 bytes
+	// (`loghoused keygen`). Empty: gossip is not encrypted.
+	Encrypt string
+	// LeaveOnTerminate makes a graceful stop leave the cluster (the leader
+	// then removes the node from raft). Default false: a stopped server
+	// stays a voter, as a restart expects.
+	LeaveOnTerminate bool
+	// ReconnectTimeout is how long a failed node stays a member (and a raft
+	// voter) before it is reaped. Default: 72h.
+	ReconnectTimeout time.Duration
+	// ReconcileInterval is how often the leader compares raft's servers
+	// with gossip membership even without an event. Default: 30s.
+	ReconcileInterval time.Duration
 	// TLS names the node's certificate files. Required outside -dev.
 	TLS TLS
 	// ACL names the Casbin model and policy files. Empty: the built-in
@@ -63,7 +91,7 @@ type Config struct {
 type Ports struct {
 	// RPC serves gRPC and raft (one port). Default 8400.
 	RPC int
-	// Serf is reserved for gossip. Default 8401.
+	// Serf is gossip (TCP and UDP). Default 8401.
 	Serf int
 	// HTTP is reserved for metrics and status. Default 8402.
 	HTTP int
@@ -137,6 +165,10 @@ func Default() Config {
 		BindAddr: "0.0.0.0",
 		Ports:    Ports{RPC: DefaultRPCPort, Serf: DefaultSerfPort, HTTP: DefaultHTTPPort},
 		Log:      Log{Level: "info"},
+
+		RetryInterval:     30 * time.Second,
+		ReconnectTimeout:  72 * time.Hour,
+		ReconcileInterval: 30 * time.Second,
 		Storage: Storage{
 			Sync:          commitlog.SyncAlways,
 			SegmentBytes:  commitlog.DefaultMaxSegmentBytes,
@@ -159,6 +191,66 @@ func (c *Config) AdvertiseRPC() string {
 		host = c.BindAddr
 	}
 	return net.JoinHostPort(host, strconv.Itoa(c.Ports.RPC))
+}
+
+// GossipAddr turns a retry_join entry (host or host:port) into host:port,
+// with defaultPort when it names none.
+func GossipAddr(s string, defaultPort int) (string, error) {
+	if s == "" {
+		return "", errors.New("an empty address")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port (or a bare IPv6 address).
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(defaultPort)
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return "", fmt.Errorf("%q is not host or host:port", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("%q has no valid port", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// ResolveAddrs evaluates go-sockaddr templates (such as
+// "{{ GetPrivateIP }}") in BindAddr and AdvertiseAddr; each must yield
+// exactly one IP address. Plain addresses are left as they are.
+func (c *Config) ResolveAddrs() error {
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"bind_addr", &c.BindAddr}, {"advertise_addr", &c.AdvertiseAddr}} {
+		if !strings.Contains(*f.v, "{{") {
+			continue
+		}
+		out, err := template.Parse(*f.v)
+		if err != nil {
+			return fmt.Errorf("%w: %s template %q: %w", ErrInvalid, f.name, *f.v, err)
+		}
+		ips := strings.Fields(out)
+		if len(ips) != 1 || net.ParseIP(ips[0]) == nil {
+			return fmt.Errorf("%w: %s template %q yields %q; it must yield exactly one IP address", ErrInvalid, f.name, *f.v, out)
+		}
+		*f.v = ips[0]
+	}
+	return nil
+}
+
+// EncryptKey decodes Encrypt: nil if it is empty.
+func (c *Config) EncryptKey() ([]byte, error) {
+	if c.Encrypt == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(c.Encrypt)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt is not base64: %w", err)
+	}
+	switch len(k) {
+	case 16, 24, 32:
+		return k, nil
+	}
+	return nil, fmt.Errorf("encrypt decodes to %d bytes; a key is 16, 24 or 32 bytes (`loghoused keygen` makes one)", len(k))
 }
 
 // ErrInvalid wraps every validation and parse error.
@@ -219,6 +311,32 @@ func (c *Config) Validate(dev bool) error {
 	if len(c.Peers) > 0 && !c.Bootstrap {
 		add("peers are only used to bootstrap: set bootstrap = true on the nodes that list them")
 	}
+	if c.BootstrapExpect < 0 {
+		add("bootstrap_expect %d must not be negative", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 0 && c.Bootstrap {
+		add("bootstrap and bootstrap_expect exclude each other: bootstrap_expect forms the cluster through gossip, bootstrap from the peer list")
+	}
+	for _, j := range c.RetryJoin {
+		if _, err := GossipAddr(j, c.Ports.Serf); err != nil {
+			add("retry_join: %v", err)
+		}
+	}
+	if c.RetryInterval < 100*time.Millisecond {
+		add("retry_interval %s is below 100ms", c.RetryInterval)
+	}
+	if c.RetryMax < 0 {
+		add("retry_max %d must not be negative", c.RetryMax)
+	}
+	if _, err := c.EncryptKey(); err != nil {
+		add("%v", err)
+	}
+	if c.ReconnectTimeout < time.Second {
+		add("reconnect_timeout %s is below 1s", c.ReconnectTimeout)
+	}
+	if c.ReconcileInterval < 100*time.Millisecond {
+		add("reconcile_interval %s is below 100ms", c.ReconcileInterval)
+	}
 	if !dev {
 		if c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 			add("tls.ca_file, tls.cert_file and tls.key_file are required (mutual TLS is always on)")
@@ -254,18 +372,28 @@ func (c *Config) Validate(dev bool) error {
 // file is the HCL shape of a config file. Every field is optional; what a
 // file sets overrides the configuration built so far.
 type file struct {
-	NodeName      *string      `hcl:"node_name,optional"`
-	DataDir       *string      `hcl:"data_dir,optional"`
-	BindAddr      *string      `hcl:"bind_addr,optional"`
-	AdvertiseAddr *string      `hcl:"advertise_addr,optional"`
-	Bootstrap     *bool        `hcl:"bootstrap,optional"`
-	Ports         *filePorts   `hcl:"ports,block"`
-	Peers         []filePeer   `hcl:"peer,block"`
-	TLS           *fileTLS     `hcl:"tls,block"`
-	ACL           *fileACL     `hcl:"acl,block"`
-	Log           *fileLog     `hcl:"log,block"`
-	Storage       *fileStorage `hcl:"storage,block"`
-	Raft          *fileRaft    `hcl:"raft,block"`
+	NodeName      *string `hcl:"node_name,optional"`
+	DataDir       *string `hcl:"data_dir,optional"`
+	BindAddr      *string `hcl:"bind_addr,optional"`
+	AdvertiseAddr *string `hcl:"advertise_addr,optional"`
+	Bootstrap     *bool   `hcl:"bootstrap,optional"`
+
+	BootstrapExpect   *int           `hcl:"bootstrap_expect,optional"`
+	RetryJoin         *[]string      `hcl:"retry_join,optional"`
+	RetryInterval     hcl.Expression `hcl:"retry_interval,optional"`
+	RetryMax          *int           `hcl:"retry_max,optional"`
+	Encrypt           *string        `hcl:"encrypt,optional"`
+	LeaveOnTerminate  *bool          `hcl:"leave_on_terminate,optional"`
+	ReconnectTimeout  hcl.Expression `hcl:"reconnect_timeout,optional"`
+	ReconcileInterval hcl.Expression `hcl:"reconcile_interval,optional"`
+
+	Ports   *filePorts   `hcl:"ports,block"`
+	Peers   []filePeer   `hcl:"peer,block"`
+	TLS     *fileTLS     `hcl:"tls,block"`
+	ACL     *fileACL     `hcl:"acl,block"`
+	Log     *fileLog     `hcl:"log,block"`
+	Storage *fileStorage `hcl:"storage,block"`
+	Raft    *fileRaft    `hcl:"raft,block"`
 }
 
 type filePorts struct {
@@ -353,6 +481,22 @@ func (c *Config) LoadBytes(name string, src []byte) error {
 	if raw.Bootstrap != nil {
 		c.Bootstrap = *raw.Bootstrap
 	}
+	if raw.BootstrapExpect != nil {
+		c.BootstrapExpect = *raw.BootstrapExpect
+	}
+	if raw.RetryJoin != nil {
+		c.RetryJoin = *raw.RetryJoin
+	}
+	if raw.RetryMax != nil {
+		c.RetryMax = *raw.RetryMax
+	}
+	setStr(&c.Encrypt, raw.Encrypt)
+	if raw.LeaveOnTerminate != nil {
+		c.LeaveOnTerminate = *raw.LeaveOnTerminate
+	}
+	all = append(all, decodeDuration(raw.RetryInterval, "retry_interval", &c.RetryInterval)...)
+	all = append(all, decodeDuration(raw.ReconnectTimeout, "reconnect_timeout", &c.ReconnectTimeout)...)
+	all = append(all, decodeDuration(raw.ReconcileInterval, "reconcile_interval", &c.ReconcileInterval)...)
 	if p := raw.Ports; p != nil {
 		for _, kv := range []struct {
 			dst *int

@@ -130,6 +130,17 @@ func TestValidate(t *testing.T) {
 		{name: "peer address", mutate: func(c *Config) { c.Bootstrap, c.Peers = true, []Peer{{Name: "n2", Address: "h"}} }, want: "not host:port"},
 		{name: "log level", mutate: func(c *Config) { c.Log.Level = "loud" }, want: "log.level"},
 		{name: "entry above segment", mutate: func(c *Config) { c.Storage.MaxEntryBytes = c.Storage.SegmentBytes + 1 }, want: "max_entry_bytes"},
+		{name: "cluster settings", mutate: func(c *Config) {
+			c.BootstrapExpect, c.RetryJoin = 3, []string{"10.0.0.2", "10.0.0.3:9000", "[::1]:8401", "node-3.example"}
+			c.Encrypt = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+		}},
+		{name: "bootstrap and bootstrap_expect", mutate: func(c *Config) { c.Bootstrap, c.BootstrapExpect = true, 3 }, want: "exclude each other"},
+		{name: "negative expect", mutate: func(c *Config) { c.BootstrapExpect = -1 }, want: "bootstrap_expect -1"},
+		{name: "bad join port", mutate: func(c *Config) { c.RetryJoin = []string{"h:99999"} }, want: `retry_join: "h:99999" has no valid port`},
+		{name: "empty join", mutate: func(c *Config) { c.RetryJoin = []string{""} }, want: "retry_join: an empty address"},
+		{name: "key not base64", mutate: func(c *Config) { c.Encrypt = "not base64!" }, want: "encrypt is not base64"},
+		{name: "key length", mutate: func(c *Config) { c.Encrypt = "AAAA" }, want: "decodes to 3 bytes"},
+		{name: "tiny reconnect timeout", mutate: func(c *Config) { c.ReconnectTimeout = time.Millisecond }, want: "reconnect_timeout"},
 		{name: "every problem at once", mutate: func(c *Config) { c.DataDir, c.Log.Level = "", "loud" }, want: "data_dir is required; log.level"},
 	}
 	for _, tt := range tests {
@@ -147,6 +158,53 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestClusterSettingsLoad(t *testing.T) {
+	c := Default()
+	err := c.LoadBytes("c.hcl", []byte(`
+bootstrap_expect = 3
+retry_join = ["10.0.0.2", "10.0.0.3:8401"]
+retry_interval = "2s"
+retry_max = 5
+encrypt = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+leave_on_terminate = true
+reconnect_timeout = "8h"
+reconcile_interval = "10s"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BootstrapExpect != 3 || len(c.RetryJoin) != 2 || c.RetryInterval != 2*time.Second || c.RetryMax != 5 ||
+		!c.LeaveOnTerminate || c.ReconnectTimeout != 8*time.Hour || c.ReconcileInterval != 10*time.Second {
+		t.Fatalf("loaded %+v", c)
+	}
+	if k, err := c.EncryptKey(); err != nil || len(k) != 32 {
+		t.Fatalf("key %v %v", k, err)
+	}
+	err = c.LoadBytes("bad.hcl", []byte("retry_interval = 5\n"))
+	if err == nil || !strings.Contains(err.Error(), "bad.hcl:1:") || !strings.Contains(err.Error(), "retry_interval") {
+		t.Fatalf("a number for a duration: %v", err)
+	}
+}
+
+func TestResolveAddrs(t *testing.T) {
+	c := Default()
+	c.BindAddr = `{{ GetAllInterfaces | include "flags" "loopback" | include "type" "IPv4" | attr "address" }}`
+	if err := c.ResolveAddrs(); err != nil {
+		t.Fatal(err)
+	}
+	if c.BindAddr != "127.0.0.1" {
+		t.Fatalf("bind_addr resolved to %q", c.BindAddr)
+	}
+	c.AdvertiseAddr = `{{ "10.0.0.1 10.0.0.2" }}`
+	if err := c.ResolveAddrs(); err == nil || !strings.Contains(err.Error(), "exactly one IP address") {
+		t.Fatalf("a template with several addresses: %v", err)
+	}
+	c.AdvertiseAddr = "{{ nonsense }}"
+	if err := c.ResolveAddrs(); err == nil || !strings.Contains(err.Error(), "advertise_addr template") {
+		t.Fatalf("a broken template: %v", err)
 	}
 }
 

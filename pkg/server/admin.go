@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 )
@@ -50,4 +52,64 @@ func (s *Server) Status(_ context.Context, _ *loghousev1.StatusRequest) (*loghou
 		Segments:        int64(st.Segments),
 		LogBytes:        st.Bytes,
 	}, nil
+}
+
+// Members lists the gossip members this node knows.
+func (s *Server) Members(_ context.Context, _ *loghousev1.MembersRequest) (*loghousev1.MembersResponse, error) {
+	if s.cfg.Members == nil {
+		return nil, status.Error(codes.FailedPrecondition, "server: this node runs without gossip")
+	}
+	ms := s.cfg.Members()
+	resp := &loghousev1.MembersResponse{Members: make([]*loghousev1.Member, 0, len(ms))}
+	for _, m := range ms {
+		resp.Members = append(resp.Members, &loghousev1.Member{
+			Name: m.Name, GossipAddr: m.Addr, RpcAddr: m.RPCAddr, Status: m.Status, Tags: m.Tags,
+		})
+	}
+	return resp, nil
+}
+
+// RemovePeer removes a server from the raft configuration. The leader does
+// it; a follower forwards the call there.
+func (s *Server) RemovePeer(ctx context.Context, req *loghousev1.RemovePeerRequest) (*loghousev1.RemovePeerResponse, error) {
+	id := req.GetId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "server: remove-peer needs the server's id")
+	}
+	if !s.node.IsLeader() {
+		if s.fwd == nil || isForwarded(ctx) {
+			return nil, s.notLeader(ctx, "this node is not the leader")
+		}
+		addr, err := s.waitLeader(ctx)
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		if addr != "" {
+			cl, err := s.fwd.client(addr)
+			if err != nil {
+				return nil, s.toStatus(ctx, err)
+			}
+			resp, err := cl.RemovePeer(outgoing(ctx), req)
+			if err != nil {
+				return nil, s.forwardError(ctx, err)
+			}
+			return resp, nil
+		}
+	}
+	f := s.node.Raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	known := false
+	for _, srv := range f.Configuration().Servers {
+		known = known || string(srv.ID) == id
+	}
+	if !known {
+		return nil, status.Errorf(codes.NotFound, "server: %q is not a raft server of this cluster", id)
+	}
+	if err := s.node.Raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.logger.Info("removed a raft server", "id", id, "by", IdentityFrom(ctx))
+	return &loghousev1.RemovePeerResponse{}, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -33,6 +35,8 @@ var methodRules = map[string]rule{
 	// write or read.
 	loghousev1.Log_GetServers_FullMethodName: {auth.ActionProduce, auth.ActionConsume},
 	loghousev1.Log_Status_FullMethodName:     {auth.ActionAdmin},
+	loghousev1.Log_Members_FullMethodName:    {auth.ActionAdmin},
+	loghousev1.Log_RemovePeer_FullMethodName: {auth.ActionAdmin},
 }
 
 // identityOnly are the services open to every verified identity: health
@@ -83,11 +87,22 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 //
 //	grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(store.ServerConfig())))...)
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(s.StreamInterceptor()),
 		grpc.MaxRecvMsgSize(max(defaultMaxRecvMsgSize, 2*s.cfg.MaxBatchBytes+64<<10)),
+	}, expOpts()...)
+}
+
+func expOpts() []grpc.ServerOption { // EXPERIMENT
+	var o []grpc.ServerOption
+	if os.Getenv("LH_WIN") != "" {
+		o = append(o, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(16<<20))
 	}
+	if v, _ := strconv.Atoi(os.Getenv("LH_WORKERS")); v > 0 {
+		o = append(o, grpc.NumStreamWorkers(uint32(v)))
+	}
+	return o
 }
 
 // defaultMaxRecvMsgSize is gRPC's own default receive limit.
@@ -106,6 +121,20 @@ func (s *Server) admit(ctx context.Context, method string) (string, error) {
 	if err != nil {
 		s.logger.Debug("refused an unauthenticated call", "method", method, "error", err)
 		return "", status.Errorf(codes.Unauthenticated, "server: %v", err)
+	}
+	if client, ok := forwardedFor(ctx); ok {
+		// Another server forwards a client's call: only a server may,
+		// and the client's identity is what the policy judges.
+		if err := serverPeer(ctx); err != nil {
+			s.logger.Warn("refused a forwarded call from a non-server", "identity", id, "method", method, "error", err)
+			return "", status.Errorf(codes.PermissionDenied, "server: %q may not forward calls: %v", id, err)
+		}
+		if client == "" {
+			return "", status.Error(codes.Unauthenticated, "server: a forwarded call names no client identity")
+		}
+		id = client
+	} else if serverCalls[method] && serverPeer(ctx) == nil {
+		return id, nil
 	}
 	for _, prefix := range identityOnly {
 		if strings.HasPrefix(method, prefix) {
@@ -131,6 +160,28 @@ func (s *Server) admit(ctx context.Context, method string) (string, error) {
 		}
 	}
 	return "", status.Errorf(codes.PermissionDenied, "server: %q may not %s", id, strings.Join(actions, " or "))
+}
+
+// serverCalls are the methods servers call on each other as themselves
+// (to find the leader, and before bootstrap_expect bootstraps, to learn
+// whether a peer already has raft state); a server certificate suffices.
+var serverCalls = map[string]bool{
+	loghousev1.Log_GetServers_FullMethodName: true,
+	loghousev1.Log_Status_FullMethodName:     true,
+}
+
+// serverPeer returns nil if the caller presented a server certificate.
+func serverPeer(ctx context.Context) error {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return errors.New("no peer information")
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return fmt.Errorf("the connection is not TLS (%T)", p.AuthInfo)
+	}
+	_, err := tlsutil.RequireServer(ti.State, tlsutil.ServerRole)
+	return err
 }
 
 // identity is the common name of the caller's verified client

@@ -69,19 +69,20 @@ var rpcs = []struct {
 
 // TestACL calls every RPC as every kind of identity: root may do all;
 // reader may consume (and so list servers); writer may produce (and list
-// servers); nobody and a server certificate used as a client may do
-// nothing. A refusal is PermissionDenied naming the identity and action.
+// servers); nobody may do nothing, and a server certificate used as a
+// client only what servers ask each other (GetServers, Status). A refusal is PermissionDenied naming the identity and action.
 func TestACL(t *testing.T) {
 	c := newCluster(t, 1, clusterOpts{})
 	n := c.nodes[0]
 	produce(t, client(t, n, "root"), values("seed", 1, 0)) // something to consume
 
 	allowed := map[string]map[string]bool{
-		"root":         {"Produce": true, "ProduceStream": true, "Consume": true, "ConsumeStream": true, "GetServers": true, "Status": true},
-		"reader":       {"Consume": true, "ConsumeStream": true, "GetServers": true},
-		"writer":       {"Produce": true, "ProduceStream": true, "GetServers": true},
-		"nobody":       {},
-		"server:node0": {},
+		"root":   {"Produce": true, "ProduceStream": true, "Consume": true, "ConsumeStream": true, "GetServers": true, "Status": true},
+		"reader": {"Consume": true, "ConsumeStream": true, "GetServers": true},
+		"writer": {"Produce": true, "ProduceStream": true, "GetServers": true},
+		"nobody": {},
+		// Servers ask each other for the leader and for raft state.
+		"server:node0": {"GetServers": true, "Status": true},
 	}
 	action := map[string]string{
 		"Produce": "produce", "ProduceStream": "produce", "Consume": "consume", "ConsumeStream": "consume",

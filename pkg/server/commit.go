@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/record"
 	"github.com/loghouse/loghouse/pkg/replication"
 )
@@ -23,6 +24,12 @@ type request struct {
 	recs []record.Record
 	size int         // the records' encoded size
 	done chan result // buffered: the committer never blocks on it
+	// pb is the message the records came in, which a follower forwards
+	// to the leader.
+	pb *loghousev1.ProduceRequest
+	// stream, on a follower, forwards the requests of one ProduceStream
+	// in order; nil for a unary Produce.
+	stream *streamForwarder
 }
 
 // result is what a request gets back: its records' first offset, their

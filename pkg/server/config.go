@@ -8,8 +8,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/record"
 	"github.com/loghouse/loghouse/pkg/replication"
+	"github.com/loghouse/loghouse/pkg/tlsutil"
 )
 
 // Authorizer decides whether an identity may take an action (auth.Action*).
@@ -41,6 +43,14 @@ type Config struct {
 	Node *replication.Node
 	// Authorizer decides every call. Required.
 	Authorizer Authorizer
+	// TLS is the node's certificate store. With it, a follower forwards
+	// writes to the leader (presenting its server certificate, naming the
+	// client's identity in ForwardedForKey); without it, a follower
+	// refuses writes with Unavailable and the leader's address.
+	TLS *tlsutil.Store
+	// Members lists the gossip members for the Members call; nil: the
+	// call answers FailedPrecondition (no gossip).
+	Members func() []membership.Member
 	// Logger is the server's logger. Default: discard.
 	Logger hclog.Logger
 

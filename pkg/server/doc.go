@@ -16,18 +16,36 @@
 //	Produce, ProduceStream   produce
 //	Consume, ConsumeStream   consume
 //	GetServers               produce or consume
-//	Status                   admin
+//	Status, Members          admin
+//	RemovePeer               admin
 //	health, reflection       any verified identity
 //
 // A refusal is PermissionDenied naming the identity and the action. A
-// server certificate used as a client is just an identity (the node name)
-// with whatever rights the policy gives that name.
+// caller with a server certificate (tlsutil.ServerRole) may also call
+// GetServers and Status as itself: servers ask each other for the leader
+// and, before bootstrap_expect bootstraps, for their raft state.
 //
 // # Writes
 //
-// Only the leader takes writes. Elsewhere Produce fails with Unavailable;
-// the message, a loghousev1.Error status detail and the trailer
-// "loghouse-leader" give the leader's address when it is known.
+// Only the leader commits writes. A follower given a Config.TLS forwards
+// them: a unary Produce becomes a Produce on the leader, a ProduceStream
+// one upstream ProduceStream per client stream (so its requests stay in
+// order). The forwarding node presents its server certificate and names
+// the client in the "loghouse-forwarded-for" metadata; the leader honours
+// that header only from a server certificate, authorizes the client's
+// identity (the follower has already, with the same policy), and never
+// forwards a forwarded call again, so a stale view of the leader cannot
+// make a request loop. While there is no leader the request waits for
+// one, within its deadline (at most ApplyTimeout); when the leader says
+// it did not take the request (it lost leadership first), the follower
+// retries with the next one. Without Config.TLS, a follower fails writes
+// with Unavailable; the message, a loghousev1.Error status detail and the
+// trailer "loghouse-leader" give the leader's address when it is known.
+//
+// Every Unavailable carries loghousev1.Error.indeterminate: false means
+// nothing was stored and the write may be retried; true means the records
+// were handed to raft (or sent to the leader) and may or may not be
+// committed, so a retry may store them twice.
 //
 // Produce requests of concurrent callers are grouped into one raft entry
 // (group commit): a committer goroutine takes whatever requests are queued,

@@ -45,8 +45,10 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return s.notLeader(ctx, "this node is not the leader")
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
-		return s.notLeader(ctx, "leadership was lost while committing; the records may or may not have been committed")
-	case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errServerClosed):
+		return s.unavailable(ctx, "leadership was lost while committing; the records may or may not have been committed", true)
+	case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, commitlog.ErrClosed):
+		return s.unavailable(ctx, "the node shut down while committing; the records may or may not have been committed", true)
+	case errors.Is(err, errServerClosed):
 		return s.notLeader(ctx, "the node is shutting down")
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return s.notLeader(ctx, "raft did not accept the write in time")
@@ -72,10 +74,16 @@ func (s *Server) outOfRange(format string, args ...any) error {
 	return status.Errorf(codes.OutOfRange, "%s; this node holds offsets [%d, %d)", fmt.Sprintf(format, args...), first, committed)
 }
 
-// notLeader is an Unavailable status naming the leader, if one is known,
-// in its message, in a loghousev1.Error detail and in the LeaderTrailer
-// trailer.
+// notLeader is an Unavailable status for a write that was not taken (and
+// so is safe to retry).
 func (s *Server) notLeader(ctx context.Context, why string) error {
+	return s.unavailable(ctx, why, false)
+}
+
+// unavailable is an Unavailable status naming the leader, if one is known,
+// in its message, in a loghousev1.Error detail and in the LeaderTrailer
+// trailer. indeterminate says the write may have been committed.
+func (s *Server) unavailable(ctx context.Context, why string, indeterminate bool) error {
 	addr, id := s.node.Leader()
 	msg := why + "; no leader is known"
 	if addr != "" {
@@ -87,7 +95,7 @@ func (s *Server) notLeader(ctx context.Context, why string) error {
 		}
 	}
 	st := status.New(codes.Unavailable, msg)
-	if d, err := st.WithDetails(&loghousev1.Error{Code: int32(codes.Unavailable), Message: msg, LeaderAddr: addr}); err == nil {
+	if d, err := st.WithDetails(&loghousev1.Error{Code: int32(codes.Unavailable), Message: msg, LeaderAddr: addr, Indeterminate: indeterminate}); err == nil {
 		st = d
 	} else {
 		s.logger.Warn("cannot attach error details", "error", err)
@@ -103,6 +111,7 @@ func errorMessage(err error) *loghousev1.Error {
 	for _, d := range st.Details() {
 		if le, ok := d.(*loghousev1.Error); ok {
 			e.LeaderAddr = le.LeaderAddr
+			e.Indeterminate = le.Indeterminate
 		}
 	}
 	return e

@@ -115,6 +115,8 @@ type tcluster struct {
 type clusterOpts struct {
 	server func(*Config)     // server config changes
 	log    commitlog.Options // commit log options
+	// forward lets followers forward writes to the leader (Config.TLS).
+	forward bool
 }
 
 // newCluster starts n nodes over 127.0.0.1 with mutual TLS; node0
@@ -178,6 +180,9 @@ func newCluster(t testing.TB, n int, o clusterOpts) *tcluster {
 			t.Fatal(err)
 		}
 		cfg := Config{Node: tn.node, Authorizer: authz, Logger: logger.Named("server")}
+		if o.forward {
+			cfg.TLS = tn.tls
+		}
 		if o.server != nil {
 			o.server(&cfg)
 		}

@@ -40,12 +40,26 @@ func (s *Server) produce(r *request) result {
 	}
 }
 
-// submit hands r to the committer, unless this node cannot take writes.
+// submit hands r to the committer on the leader. A follower forwards it to
+// the leader (unless it was forwarded to this node already: one hop only,
+// so a stale view of the leader can never make requests loop), answering
+// r.done when the leader has.
 func (s *Server) submit(r *request) error {
-	if !s.node.IsLeader() {
+	if s.node.IsLeader() {
+		return s.committer.submit(r)
+	}
+	if s.fwd == nil || isForwarded(r.ctx) {
 		return s.notLeader(r.ctx, "this node is not the leader")
 	}
-	return s.committer.submit(r)
+	if r.stream != nil {
+		r.stream.send(r)
+		return nil
+	}
+	// The goroutine ends with the call: the leader answers, the
+	// request's context ends, or Close closes the forwarder's
+	// connections.
+	go s.forward(r)
+	return nil
 }
 
 // newRequest validates a produce request and converts its records, which
@@ -65,7 +79,7 @@ func (s *Server) newRequest(ctx context.Context, req *loghousev1.ProduceRequest)
 		}
 		nh += len(pr.GetHeaders())
 	}
-	r := &request{ctx: ctx, recs: make([]record.Record, len(in)), done: make(chan result, 1)}
+	r := &request{ctx: ctx, recs: make([]record.Record, len(in)), done: make(chan result, 1), pb: req}
 	headers := make([]record.Header, nh)
 	for i, pr := range in {
 		rec := &r.recs[i]
@@ -108,9 +122,11 @@ func (s *Server) ProduceStream(stream loghousev1.Log_ProduceStreamServer) error 
 		sendErr = s.answer(stream, queue)
 	}()
 
-	recvErr := s.receive(ctx, stream, queue, senderDone)
+	fwd := newStreamForwarder(ctx, s)
+	recvErr := s.receive(ctx, stream, queue, senderDone, fwd)
 	close(queue)
 	<-senderDone
+	fwd.close()
 	if recvErr != nil && !errors.Is(recvErr, errSenderStopped) {
 		return recvErr
 	}
@@ -123,7 +139,7 @@ var errSenderStopped = errors.New("server: the stream's sender stopped")
 
 // receive reads the stream until it ends and queues each request's
 // pending answer. It returns nil at the end of the stream.
-func (s *Server) receive(ctx context.Context, stream loghousev1.Log_ProduceStreamServer, queue chan<- pending, senderDone <-chan struct{}) error {
+func (s *Server) receive(ctx context.Context, stream loghousev1.Log_ProduceStreamServer, queue chan<- pending, senderDone <-chan struct{}, fwd *streamForwarder) error {
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -136,6 +152,7 @@ func (s *Server) receive(ctx context.Context, stream loghousev1.Log_ProduceStrea
 		r, err := s.newRequest(ctx, req)
 		if err == nil {
 			done = r.done
+			r.stream = fwd
 			err = s.submit(r)
 		} else {
 			done = make(chan result, 1)

@@ -411,7 +411,11 @@ func TestFailedApplyFailsBatch(t *testing.T) {
 		if !errors.Is(res.err, raft.ErrRaftShutdown) {
 			t.Fatalf("request %d: %+v", i, res)
 		}
-		wantCode(t, s.toStatus(context.Background(), res.err), codes.Unavailable, "shutting down")
+		st := s.toStatus(context.Background(), res.err)
+		wantCode(t, st, codes.Unavailable, "shut down while committing")
+		if e := errorMessage(st); !e.GetIndeterminate() {
+			t.Fatalf("request %d: a batch handed to raft failed without indeterminate: %v", i, e)
+		}
 	}
 	if got := s.committer.batches.Load() - batches; got != 1 {
 		t.Fatalf("three queued requests formed %d batches, want 1", got)

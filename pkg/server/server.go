@@ -29,6 +29,7 @@ type Server struct {
 	health *health.Server
 
 	committer *committer
+	fwd       *forwarder // nil: followers refuse writes instead of forwarding
 
 	observer  *raft.Observer
 	observeCh chan raft.Observation
@@ -83,6 +84,9 @@ func New(cfg Config) (*Server, error) {
 	s.wg.Add(1)
 	go s.watchHealth()
 	s.committer = newCommitter(s.node.Raft, cfg, s.logger.Named("committer"), s.raftDown)
+	if cfg.TLS != nil {
+		s.fwd = newForwarder(cfg.TLS)
+	}
 	return s, nil
 }
 
@@ -107,6 +111,9 @@ func (s *Server) Close() error {
 		// The committer may need the watcher to learn that raft shut
 		// down, so it stops first.
 		s.committer.close()
+		if s.fwd != nil {
+			s.fwd.close()
+		}
 		s.health.Shutdown()
 		close(s.stopWatch)
 		s.wg.Wait()

@@ -300,7 +300,12 @@ type Error struct {
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// leader_addr is the leader's RPC address when the code is UNAVAILABLE
 	// or FAILED_PRECONDITION because this node cannot serve the request.
-	LeaderAddr    string `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	LeaderAddr string `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	// indeterminate is true when a write failed after it was handed to raft
+	// (for example, leadership was lost while committing): the records may
+	// or may not have been committed, so retrying may store them twice.
+	// When it is false, a failed write stored nothing and is safe to retry.
+	Indeterminate bool `protobuf:"varint,4,opt,name=indeterminate,proto3" json:"indeterminate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +359,13 @@ func (x *Error) GetLeaderAddr() string {
 		return x.LeaderAddr
 	}
 	return ""
+}
+
+func (x *Error) GetIndeterminate() bool {
+	if x != nil {
+		return x.Indeterminate
+	}
+	return false
 }
 
 type ConsumeRequest struct {
@@ -860,6 +872,249 @@ func (x *StatusResponse) GetLogBytes() int64 {
 	return 0
 }
 
+type MembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersRequest) Reset() {
+	*x = MembersRequest{}
+	mi := &file_log_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersRequest) ProtoMessage() {}
+
+func (x *MembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
+func (*MembersRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{12}
+}
+
+// Member is one node of the gossip pool.
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the node name (its raft server ID).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// gossip_addr is its Serf address, host:port.
+	GossipAddr string `protobuf:"bytes,2,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	// rpc_addr is its RPC address from its tags.
+	RpcAddr string `protobuf:"bytes,3,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
+	// status is "alive", "leaving", "left" or "failed".
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// tags are the member's Serf tags.
+	Tags          map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *Member) GetRpcAddr() string {
+	if x != nil {
+		return x.RpcAddr
+	}
+	return ""
+}
+
+func (x *Member) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Member) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+type MembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersResponse) Reset() {
+	*x = MembersResponse{}
+	mi := &file_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersResponse) ProtoMessage() {}
+
+func (x *MembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
+func (*MembersResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type RemovePeerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the raft server ID (node name) to remove.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerRequest) Reset() {
+	*x = RemovePeerRequest{}
+	mi := &file_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerRequest) ProtoMessage() {}
+
+func (x *RemovePeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerRequest.ProtoReflect.Descriptor instead.
+func (*RemovePeerRequest) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RemovePeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemovePeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePeerResponse) Reset() {
+	*x = RemovePeerResponse{}
+	mi := &file_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePeerResponse) ProtoMessage() {}
+
+func (x *RemovePeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePeerResponse.ProtoReflect.Descriptor instead.
+func (*RemovePeerResponse) Descriptor() ([]byte, []int) {
+	return file_log_proto_rawDescGZIP(), []int{16}
+}
+
 var File_log_proto protoreflect.FileDescriptor
 
 const file_log_proto_rawDesc = "" +
@@ -883,12 +1138,13 @@ const file_log_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x03 \x01(\x03R\x11timestampUnixNano\x12\x1a\n" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\x12(\n" +
-	"\x05error\x18\x05 \x01(\v2\x12.loghouse.v1.ErrorR\x05error\"V\n" +
+	"\x05error\x18\x05 \x01(\v2\x12.loghouse.v1.ErrorR\x05error\"|\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
-	"leaderAddr\"\xaa\x01\n" +
+	"leaderAddr\x12$\n" +
+	"\rindeterminate\x18\x04 \x01(\bR\rindeterminate\"\xaa\x01\n" +
 	"\x0eConsumeRequest\x12\x18\n" +
 	"\x06offset\x18\x01 \x01(\x04H\x00R\x06offset\x12/\n" +
 	"\x13from_time_unix_nano\x18\x02 \x01(\x03H\x00R\x10fromTimeUnixNano\x12\x1f\n" +
@@ -929,7 +1185,23 @@ const file_log_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\v \x01(\x04R\tlastIndex\x12\x1a\n" +
 	"\bsegments\x18\f \x01(\x03R\bsegments\x12\x1b\n" +
-	"\tlog_bytes\x18\r \x01(\x03R\blogBytes2\xc1\x03\n" +
+	"\tlog_bytes\x18\r \x01(\x03R\blogBytes\"\x10\n" +
+	"\x0eMembersRequest\"\xdc\x01\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vgossip_addr\x18\x02 \x01(\tR\n" +
+	"gossipAddr\x12\x19\n" +
+	"\brpc_addr\x18\x03 \x01(\tR\arpcAddr\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x121\n" +
+	"\x04tags\x18\x05 \x03(\v2\x1d.loghouse.v1.Member.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x0fMembersResponse\x12-\n" +
+	"\amembers\x18\x01 \x03(\v2\x13.loghouse.v1.MemberR\amembers\"#\n" +
+	"\x11RemovePeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12RemovePeerResponse2\xd6\x04\n" +
 	"\x03Log\x12D\n" +
 	"\aProduce\x12\x1b.loghouse.v1.ProduceRequest\x1a\x1c.loghouse.v1.ProduceResponse\x12N\n" +
 	"\rProduceStream\x12\x1b.loghouse.v1.ProduceRequest\x1a\x1c.loghouse.v1.ProduceResponse(\x010\x01\x12D\n" +
@@ -937,7 +1209,10 @@ const file_log_proto_rawDesc = "" +
 	"\rConsumeStream\x12\x1b.loghouse.v1.ConsumeRequest\x1a\x1c.loghouse.v1.ConsumeResponse0\x01\x12M\n" +
 	"\n" +
 	"GetServers\x12\x1e.loghouse.v1.GetServersRequest\x1a\x1f.loghouse.v1.GetServersResponse\x12A\n" +
-	"\x06Status\x12\x1a.loghouse.v1.StatusRequest\x1a\x1b.loghouse.v1.StatusResponseB4Z2github.com/loghouse/loghouse/pkg/api/v1;loghousev1b\x06proto3"
+	"\x06Status\x12\x1a.loghouse.v1.StatusRequest\x1a\x1b.loghouse.v1.StatusResponse\x12D\n" +
+	"\aMembers\x12\x1b.loghouse.v1.MembersRequest\x1a\x1c.loghouse.v1.MembersResponse\x12M\n" +
+	"\n" +
+	"RemovePeer\x12\x1e.loghouse.v1.RemovePeerRequest\x1a\x1f.loghouse.v1.RemovePeerResponseB4Z2github.com/loghouse/loghouse/pkg/api/v1;loghousev1b\x06proto3"
 
 var (
 	file_log_proto_rawDescOnce sync.Once
@@ -951,7 +1226,7 @@ func file_log_proto_rawDescGZIP() []byte {
 	return file_log_proto_rawDescData
 }
 
-var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_log_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_log_proto_goTypes = []any{
 	(*Header)(nil),             // 0: loghouse.v1.Header
 	(*Record)(nil),             // 1: loghouse.v1.Record
@@ -965,6 +1240,12 @@ var file_log_proto_goTypes = []any{
 	(*GetServersResponse)(nil), // 9: loghouse.v1.GetServersResponse
 	(*StatusRequest)(nil),      // 10: loghouse.v1.StatusRequest
 	(*StatusResponse)(nil),     // 11: loghouse.v1.StatusResponse
+	(*MembersRequest)(nil),     // 12: loghouse.v1.MembersRequest
+	(*Member)(nil),             // 13: loghouse.v1.Member
+	(*MembersResponse)(nil),    // 14: loghouse.v1.MembersResponse
+	(*RemovePeerRequest)(nil),  // 15: loghouse.v1.RemovePeerRequest
+	(*RemovePeerResponse)(nil), // 16: loghouse.v1.RemovePeerResponse
+	nil,                        // 17: loghouse.v1.Member.TagsEntry
 }
 var file_log_proto_depIdxs = []int32{
 	0,  // 0: loghouse.v1.Record.headers:type_name -> loghouse.v1.Header
@@ -972,23 +1253,29 @@ var file_log_proto_depIdxs = []int32{
 	4,  // 2: loghouse.v1.ProduceResponse.error:type_name -> loghouse.v1.Error
 	1,  // 3: loghouse.v1.ConsumeResponse.records:type_name -> loghouse.v1.Record
 	8,  // 4: loghouse.v1.GetServersResponse.servers:type_name -> loghouse.v1.Server
-	2,  // 5: loghouse.v1.Log.Produce:input_type -> loghouse.v1.ProduceRequest
-	2,  // 6: loghouse.v1.Log.ProduceStream:input_type -> loghouse.v1.ProduceRequest
-	5,  // 7: loghouse.v1.Log.Consume:input_type -> loghouse.v1.ConsumeRequest
-	5,  // 8: loghouse.v1.Log.ConsumeStream:input_type -> loghouse.v1.ConsumeRequest
-	7,  // 9: loghouse.v1.Log.GetServers:input_type -> loghouse.v1.GetServersRequest
-	10, // 10: loghouse.v1.Log.Status:input_type -> loghouse.v1.StatusRequest
-	3,  // 11: loghouse.v1.Log.Produce:output_type -> loghouse.v1.ProduceResponse
-	3,  // 12: loghouse.v1.Log.ProduceStream:output_type -> loghouse.v1.ProduceResponse
-	6,  // 13: loghouse.v1.Log.Consume:output_type -> loghouse.v1.ConsumeResponse
-	6,  // 14: loghouse.v1.Log.ConsumeStream:output_type -> loghouse.v1.ConsumeResponse
-	9,  // 15: loghouse.v1.Log.GetServers:output_type -> loghouse.v1.GetServersResponse
-	11, // 16: loghouse.v1.Log.Status:output_type -> loghouse.v1.StatusResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	17, // 5: loghouse.v1.Member.tags:type_name -> loghouse.v1.Member.TagsEntry
+	13, // 6: loghouse.v1.MembersResponse.members:type_name -> loghouse.v1.Member
+	2,  // 7: loghouse.v1.Log.Produce:input_type -> loghouse.v1.ProduceRequest
+	2,  // 8: loghouse.v1.Log.ProduceStream:input_type -> loghouse.v1.ProduceRequest
+	5,  // 9: loghouse.v1.Log.Consume:input_type -> loghouse.v1.ConsumeRequest
+	5,  // 10: loghouse.v1.Log.ConsumeStream:input_type -> loghouse.v1.ConsumeRequest
+	7,  // 11: loghouse.v1.Log.GetServers:input_type -> loghouse.v1.GetServersRequest
+	10, // 12: loghouse.v1.Log.Status:input_type -> loghouse.v1.StatusRequest
+	12, // 13: loghouse.v1.Log.Members:input_type -> loghouse.v1.MembersRequest
+	15, // 14: loghouse.v1.Log.RemovePeer:input_type -> loghouse.v1.RemovePeerRequest
+	3,  // 15: loghouse.v1.Log.Produce:output_type -> loghouse.v1.ProduceResponse
+	3,  // 16: loghouse.v1.Log.ProduceStream:output_type -> loghouse.v1.ProduceResponse
+	6,  // 17: loghouse.v1.Log.Consume:output_type -> loghouse.v1.ConsumeResponse
+	6,  // 18: loghouse.v1.Log.ConsumeStream:output_type -> loghouse.v1.ConsumeResponse
+	9,  // 19: loghouse.v1.Log.GetServers:output_type -> loghouse.v1.GetServersResponse
+	11, // 20: loghouse.v1.Log.Status:output_type -> loghouse.v1.StatusResponse
+	14, // 21: loghouse.v1.Log.Members:output_type -> loghouse.v1.MembersResponse
+	16, // 22: loghouse.v1.Log.RemovePeer:output_type -> loghouse.v1.RemovePeerResponse
+	15, // [15:23] is the sub-list for method output_type
+	7,  // [7:15] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_log_proto_init() }
@@ -1006,7 +1293,7 @@ func file_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_log_proto_rawDesc), len(file_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,8 @@ const (
 	Log_ConsumeStream_FullMethodName = "/loghouse.v1.Log/ConsumeStream"
 	Log_GetServers_FullMethodName    = "/loghouse.v1.Log/GetServers"
 	Log_Status_FullMethodName        = "/loghouse.v1.Log/Status"
+	Log_Members_FullMethodName       = "/loghouse.v1.Log/Members"
+	Log_RemovePeer_FullMethodName    = "/loghouse.v1.Log/RemovePeer"
 )
 
 // LogClient is the client API for Log service.
@@ -56,6 +58,13 @@ type LogClient interface {
 	GetServers(ctx context.Context, in *GetServersRequest, opts ...grpc.CallOption) (*GetServersResponse, error)
 	// Status describes this node: its raft state and its log.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Members lists the gossip (Serf) members this node knows, with their
+	// status. Admin only.
+	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// RemovePeer removes a server from the raft configuration (for a server
+	// that failed and will not come back). It is carried out by the leader;
+	// a follower forwards it. Admin only.
+	RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error)
 }
 
 type logClient struct {
@@ -138,6 +147,26 @@ func (c *logClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *logClient) Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Log_Members_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logClient) RemovePeer(ctx context.Context, in *RemovePeerRequest, opts ...grpc.CallOption) (*RemovePeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovePeerResponse)
+	err := c.cc.Invoke(ctx, Log_RemovePeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -163,6 +192,13 @@ type LogServer interface {
 	GetServers(context.Context, *GetServersRequest) (*GetServersResponse, error)
 	// Status describes this node: its raft state and its log.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Members lists the gossip (Serf) members this node knows, with their
+	// status. Admin only.
+	Members(context.Context, *MembersRequest) (*MembersResponse, error)
+	// RemovePeer removes a server from the raft configuration (for a server
+	// that failed and will not come back). It is carried out by the leader;
+	// a follower forwards it. Admin only.
+	RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -190,6 +226,12 @@ func (UnimplementedLogServer) GetServers(context.Context, *GetServersRequest) (*
 }
 func (UnimplementedLogServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedLogServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedLogServer) RemovePeer(context.Context, *RemovePeerRequest) (*RemovePeerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemovePeer not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -302,6 +344,42 @@ func _Log_Status_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_Members_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).Members(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_Members_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).Members(ctx, req.(*MembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Log_RemovePeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).RemovePeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_RemovePeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).RemovePeer(ctx, req.(*RemovePeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +402,14 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Log_Status_Handler,
+		},
+		{
+			MethodName: "Members",
+			Handler:    _Log_Members_Handler,
+		},
+		{
+			MethodName: "RemovePeer",
+			Handler:    _Log_RemovePeer_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
