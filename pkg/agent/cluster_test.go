@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/record"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
 )
 
@@ -251,6 +253,24 @@ func TestClusterBootstrapExpectReconcileRestart(t *testing.T) {
 	if off != 2 {
 		t.Fatalf("third record at offset %d, want 2", off)
 	}
+
+	// A wiped server (same name, empty data dir) rejoins: it does not
+	// bootstrap a cluster of its own, and gets every record back.
+	restarted.stop(t)
+	if err := os.RemoveAll(restarted.cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	restarted.start(t)
+	if _, err := restarted.a.Node().FSM.WaitCommitted(ctx, off); err != nil {
+		t.Fatalf("wiped node did not catch up: %v", err)
+	}
+	for o := uint64(0); o <= off; o++ {
+		want, got := valueAt(t, nodes[0].a, o), valueAt(t, restarted.a, o)
+		if got != want || want == "" {
+			t.Fatalf("wiped node, offset %d: %q, want %q", o, got, want)
+		}
+	}
+
 	members, err := rootClient(t, dir, nodes[0].a.Addr()).Members(ctx, &loghousev1.MembersRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +285,20 @@ func TestClusterBootstrapExpectReconcileRestart(t *testing.T) {
 	if fmt.Sprint(names) != "[n1=alive n2=alive n3=alive]" {
 		t.Fatalf("members %v", names)
 	}
+}
+
+// valueAt reads the value of the record at off from a's log.
+func valueAt(t *testing.T, a *Agent, off uint64) string {
+	t.Helper()
+	e, err := a.Node().Log.ReadOffset(off)
+	if err != nil {
+		t.Fatalf("%s: offset %d: %v", a.cfg.NodeName, off, err)
+	}
+	recs, err := record.Decode(e.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(recs[off-e.Offset].Value)
 }
 
 // TestBootstrapExpectDisagreement: servers configured with different
