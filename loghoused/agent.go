@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/loghouse/loghouse/pkg/agent"
 	"github.com/loghouse/loghouse/pkg/config"
@@ -17,11 +20,14 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // runAgent runs the daemon until ctx ends (SIGINT/SIGTERM), then shuts it
-// down in order.
+// down in order. SIGHUP reloads what can change while it runs (TLS files,
+// ACL policy, log level).
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("agent", stderr)
 	var files stringList
 	fs.Var(&files, "config", "HCL config file (repeatable; later files override earlier ones)")
+	var dirs stringList
+	fs.Var(&dirs, "config-dir", "directory whose *.hcl files are loaded in lexical order, after the -config files (repeatable)")
 	dev := fs.Bool("dev", false, "run a single-node development server with generated certificates on 127.0.0.1")
 	dataDir := fs.String("data-dir", "", "data directory (overrides the config; with -dev: keep data here instead of a temporary directory)")
 	node := fs.String("node", "", "node name (overrides the config)")
@@ -40,39 +46,54 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("agent takes no arguments, got %q", fs.Args())}
 	}
-	if len(files) == 0 && !*dev {
-		return usageError{"agent needs -config FILE (or -dev)"}
+	if len(files) == 0 && len(dirs) == 0 && !*dev {
+		return usageError{"agent needs -config FILE or -config-dir DIR (or -dev)"}
 	}
-	cfg := config.Default()
-	for _, f := range files {
-		if err := cfg.LoadFile(f); err != nil {
-			return err
+	// load builds the configuration: defaults, then files, then the
+	// environment, then flags. SIGHUP runs it again.
+	load := func() (config.Config, error) {
+		cfg := config.Default()
+		for _, f := range files {
+			if err := cfg.LoadFile(f); err != nil {
+				return cfg, err
+			}
 		}
-	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
+		for _, d := range dirs {
+			if err := cfg.LoadDir(d); err != nil {
+				return cfg, err
+			}
 		}
+		cfg.ApplyEnv()
+		set := func(dst *string, v string) {
+			if v != "" {
+				*dst = v
+			}
+		}
+		set(&cfg.DataDir, *dataDir)
+		set(&cfg.NodeName, *node)
+		set(&cfg.BindAddr, *bind)
+		set(&cfg.AdvertiseAddr, *advertise)
+		set(&cfg.Log.Level, *logLevel)
+		if *rpcPort >= 0 {
+			cfg.Ports.RPC = *rpcPort
+		}
+		if *bootstrap {
+			cfg.Bootstrap = true
+		}
+		if len(join) > 0 {
+			cfg.RetryJoin = join
+		}
+		if *expect >= 0 {
+			cfg.BootstrapExpect = *expect
+		}
+		if *serfPort >= 0 {
+			cfg.Ports.Serf = *serfPort
+		}
+		return cfg, nil
 	}
-	set(&cfg.DataDir, *dataDir)
-	set(&cfg.NodeName, *node)
-	set(&cfg.BindAddr, *bind)
-	set(&cfg.AdvertiseAddr, *advertise)
-	set(&cfg.Log.Level, *logLevel)
-	if *rpcPort >= 0 {
-		cfg.Ports.RPC = *rpcPort
-	}
-	if *bootstrap {
-		cfg.Bootstrap = true
-	}
-	if len(join) > 0 {
-		cfg.RetryJoin = join
-	}
-	if *expect >= 0 {
-		cfg.BootstrapExpect = *expect
-	}
-	if *serfPort >= 0 {
-		cfg.Ports.Serf = *serfPort
+	cfg, err := load()
+	if err != nil {
+		return err
 	}
 	a, err := agent.New(cfg, agent.Options{Dev: *dev})
 	if err != nil {
@@ -86,11 +107,25 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		fmt.Fprintf(stdout, "Loghouse agent %s ready on %s\n", cfg.NodeName, a.Addr())
 	}
-	select {
-	case <-ctx.Done():
-		return a.Shutdown()
-	case err := <-a.Fatal():
-		return closeAgent(a, err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return a.Shutdown()
+		case err := <-a.Fatal():
+			return closeAgent(a, err)
+		case <-hup:
+			// A bad file keeps the running configuration; the agent
+			// logs what failed either way.
+			next, err := load()
+			if err != nil {
+				a.ReloadFailed(err)
+				continue
+			}
+			_ = a.Reload(next)
+		}
 	}
 }
 

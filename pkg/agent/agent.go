@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,11 +34,9 @@ type Options struct {
 	Dev bool
 	// Logger overrides the logger built from the configuration (tests).
 	Logger hclog.Logger
-	// HandshakeTimeout bounds the first byte and TLS handshake of every
-	// connection. Default: 10s.
+	// HandshakeTimeout, if set, overrides limits.handshake_timeout.
 	HandshakeTimeout time.Duration
-	// ShutdownTimeout bounds the graceful stop of client calls. Default:
-	// 10s.
+	// ShutdownTimeout, if set, overrides limits.shutdown_timeout.
 	ShutdownTimeout time.Duration
 	// LocalGossip uses memberlist's local-network timings (fast failure
 	// detection), for tests and single-host clusters.
@@ -73,10 +72,10 @@ type Agent struct {
 // log, and serves gRPC. If a step fails, the earlier ones are undone.
 func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if opts.HandshakeTimeout == 0 {
-		opts.HandshakeTimeout = 10 * time.Second
+		opts.HandshakeTimeout = cmp.Or(cfg.Limits.HandshakeTimeout, 10*time.Second)
 	}
 	if opts.ShutdownTimeout == 0 {
-		opts.ShutdownTimeout = 10 * time.Second
+		opts.ShutdownTimeout = cmp.Or(cfg.Limits.ShutdownTimeout, 10*time.Second)
 	}
 	a = &Agent{cfg: cfg, opts: opts, stop: make(chan struct{})}
 	defer func() {
@@ -147,8 +146,11 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 			HeartbeatTimeout:   a.cfg.Raft.HeartbeatTimeout,
 			ElectionTimeout:    a.cfg.Raft.ElectionTimeout,
 			LeaderLeaseTimeout: a.cfg.Raft.LeaderLeaseTimeout,
+			CommitTimeout:      a.cfg.Raft.CommitTimeout,
 			SnapshotInterval:   a.cfg.Raft.SnapshotInterval,
 			SnapshotThreshold:  a.cfg.Raft.SnapshotThreshold,
+			TrailingLogs:       a.cfg.Raft.TrailingLogs,
+			MaxAppendEntries:   a.cfg.Raft.MaxAppendEntries,
 		},
 		HandshakeTimeout: opts.HandshakeTimeout,
 		Logger:           a.logger,
@@ -159,17 +161,23 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if err := a.startMembership(advertise); err != nil {
 		return a, err
 	}
-	// A group-commit batch becomes one log entry: keep it well inside the
-	// log's entry limit (raft steps down if the log refuses an entry).
-	batch := min(server.DefaultMaxBatchBytes, int(a.cfg.Storage.MaxEntryBytes)/2)
+	// A group-commit batch becomes one log entry; config.Validate keeps
+	// limits.max_batch_bytes inside the log's entry limit (raft steps down
+	// if the log refuses an entry).
+	l := a.cfg.Limits
 	if a.server, err = server.New(server.Config{
-		Node:           a.node,
-		Authorizer:     a.authz,
-		TLS:            a.certs,
-		Members:        a.members.Members,
-		Logger:         a.logger.Named("server"),
-		MaxBatchBytes:  batch,
-		MaxRecordBytes: min(server.DefaultMaxRecordBytes, batch),
+		Node:               a.node,
+		Authorizer:         a.authz,
+		TLS:                a.certs,
+		Members:            a.members.Members,
+		Logger:             a.logger.Named("server"),
+		MaxRecordBytes:     int(l.MaxRecordBytes),
+		MaxRequestRecords:  l.MaxRequestRecords,
+		MaxBatchBytes:      int(l.MaxBatchBytes),
+		ConsumeMaxRecords:  l.ConsumeMaxRecords,
+		ConsumeMaxBytes:    int(l.ConsumeMaxBytes),
+		ProduceStreamDepth: l.ProduceStreamDepth,
+		ApplyTimeout:       l.ApplyTimeout,
 	}); err != nil {
 		return a, err
 	}
@@ -292,6 +300,48 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 			return fmt.Errorf("agent: no leader yet: %w", ctx.Err())
 		}
 	}
+}
+
+// Reload applies what can change while the agent runs, from a freshly
+// loaded configuration: the log level, the TLS files (re-read from the
+// same paths) and the ACL model and policy. Settings that need a restart
+// are named in a warning and otherwise ignored. A failure keeps the
+// running state of that part; every failure is logged and returned.
+func (a *Agent) Reload(next config.Config) error {
+	var errs []error
+	if lvl := hclog.LevelFromString(next.Log.Level); lvl == hclog.NoLevel {
+		errs = append(errs, fmt.Errorf("agent: reload: log.level %q is not a level", next.Log.Level))
+	} else if next.Log.Level != a.cfg.Log.Level {
+		a.logger.SetLevel(lvl)
+		a.logger.Info("log level changed", "level", next.Log.Level)
+		a.cfg.Log.Level = next.Log.Level
+	}
+	if !a.opts.Dev {
+		if next.TLS != a.cfg.TLS {
+			a.logger.Warn("the TLS file paths changed; they take effect on restart (the files at the old paths are reloaded)")
+		}
+		if err := a.certs.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("agent: reload TLS: %w", err))
+		}
+	}
+	if next.ACL != a.cfg.ACL {
+		a.logger.Warn("the ACL file paths changed; they take effect on restart (the files at the old paths are reloaded)")
+	}
+	if err := a.authz.Reload(); err != nil {
+		errs = append(errs, fmt.Errorf("agent: reload ACL policy: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		a.logger.Error("reload failed in part; the running settings stay", "error", err)
+	} else {
+		a.logger.Info("reloaded")
+	}
+	return err
+}
+
+// ReloadFailed logs a reload whose configuration could not be loaded.
+func (a *Agent) ReloadFailed(err error) {
+	a.logger.Error("reload failed: the configuration does not load; the running settings stay", "error", err)
 }
 
 // retentionLoop applies retention on the configured interval until stop.

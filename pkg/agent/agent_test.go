@@ -136,3 +136,47 @@ func TestNewUndoesOnFailure(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestReload changes the log level and the ACL policy of a running agent;
+// a policy file that does not parse keeps the running policy.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	policy := dir + "/policy.csv"
+	if err := os.WriteFile(policy, []byte("p, root, *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.DataDir, cfg.NodeName, cfg.Ports.RPC = t.TempDir(), "dev1", 0
+	cfg.ACL.PolicyFile = policy
+	a, err := New(cfg, Options{Dev: true, Logger: agLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Shutdown() }()
+	if err := a.authz.Authorize("alice", "produce"); err == nil {
+		t.Fatal("alice may produce before the policy says so")
+	}
+	next := a.Config()
+	next.Log.Level = "debug"
+	if err := os.WriteFile(policy, []byte("p, root, *\np, alice, produce\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if !a.logger.IsDebug() {
+		t.Fatal("the log level did not change")
+	}
+	if err := a.authz.Authorize("alice", "produce"); err != nil {
+		t.Fatalf("alice may produce after the reload: %v", err)
+	}
+	if err := os.WriteFile(policy, []byte("p, alice, fly\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(next); err == nil || !strings.Contains(err.Error(), "ACL policy") {
+		t.Fatalf("a bad policy reloaded: %v", err)
+	}
+	if err := a.authz.Authorize("alice", "produce"); err != nil {
+		t.Fatalf("a failed reload dropped the running policy: %v", err)
+	}
+}

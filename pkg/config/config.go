@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,38 @@ type Config struct {
 	Storage Storage
 	// Raft tunes raft.
 	Raft Raft
+	// Limits bound requests and time.
+	Limits Limits
+}
+
+// Limits bound what one request may ask for, and how long things may
+// take. Default sets each to the value listed; zero means the same.
+type Limits struct {
+	// MaxRecordBytes bounds one record (key, value and headers). Default:
+	// 1MiB, and at most max_batch_bytes.
+	MaxRecordBytes int64
+	// MaxRequestRecords bounds the records of one produce request.
+	// Default: 10000.
+	MaxRequestRecords int
+	// MaxBatchBytes bounds one group-commit batch, and so one produce
+	// request. Default: 1MiB, and at most half of storage.max_entry_bytes.
+	MaxBatchBytes int64
+	// ConsumeMaxRecords and ConsumeMaxBytes bound one consume response.
+	// Defaults: 1000 and 1MiB.
+	ConsumeMaxRecords int
+	ConsumeMaxBytes   int64
+	// ProduceStreamDepth bounds the unanswered requests of one produce
+	// stream. Default: 128.
+	ProduceStreamDepth int
+	// ApplyTimeout bounds how long a write waits for raft to take it, and a
+	// forwarded write for a leader. Default: 10s.
+	ApplyTimeout time.Duration
+	// HandshakeTimeout bounds the first byte and TLS handshake of every
+	// connection. Default: 10s.
+	HandshakeTimeout time.Duration
+	// ShutdownTimeout bounds the graceful stop of client calls. Default:
+	// 10s.
+	ShutdownTimeout time.Duration
 }
 
 // Ports are the agent's TCP ports.
@@ -145,13 +178,20 @@ type Storage struct {
 	RetentionCheckInterval time.Duration
 }
 
-// Raft tunes raft; zero values mean raft's defaults.
+// Raft tunes raft. Zero values mean raft's own defaults, which Default
+// spells out.
 type Raft struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
 	SnapshotInterval   time.Duration
 	SnapshotThreshold  uint64
+	// TrailingLogs is how many entries raft keeps behind a snapshot for
+	// followers that lag a little (only retention deletes records).
+	TrailingLogs uint64
+	// MaxAppendEntries bounds the entries per replication message.
+	MaxAppendEntries int
 }
 
 // Default returns the defaults.
@@ -165,6 +205,28 @@ func Default() Config {
 		BindAddr: "0.0.0.0",
 		Ports:    Ports{RPC: DefaultRPCPort, Serf: DefaultSerfPort, HTTP: DefaultHTTPPort},
 		Log:      Log{Level: "info"},
+
+		Raft: Raft{
+			HeartbeatTimeout:   time.Second,
+			ElectionTimeout:    time.Second,
+			LeaderLeaseTimeout: 500 * time.Millisecond,
+			CommitTimeout:      50 * time.Millisecond,
+			SnapshotInterval:   30 * time.Second,
+			SnapshotThreshold:  1024,
+			TrailingLogs:       10240,
+			MaxAppendEntries:   64,
+		},
+		Limits: Limits{
+			MaxRecordBytes:     1 << 20,
+			MaxRequestRecords:  10_000,
+			MaxBatchBytes:      1 << 20,
+			ConsumeMaxRecords:  1000,
+			ConsumeMaxBytes:    1 << 20,
+			ProduceStreamDepth: 128,
+			ApplyTimeout:       10 * time.Second,
+			HandshakeTimeout:   10 * time.Second,
+			ShutdownTimeout:    10 * time.Second,
+		},
 
 		RetryInterval:     30 * time.Second,
 		ReconnectTimeout:  72 * time.Hour,
@@ -252,6 +314,10 @@ func (c *Config) EncryptKey() ([]byte, error) {
 	}
 	return nil, fmt.Errorf("encrypt decodes to %d bytes; a key is 16, 24 or 32 bytes (`loghoused keygen` makes one)", len(k))
 }
+
+// batchHeadroom is what a batch leaves free of a log entry (the batch
+// header takes 5 bytes; the rest is margin).
+const batchHeadroom = 1 << 10
 
 // ErrInvalid wraps every validation and parse error.
 var ErrInvalid = errors.New("config: invalid")
@@ -363,6 +429,28 @@ func (c *Config) Validate(dev bool) error {
 	if c.Storage.RetentionCheckInterval < time.Second {
 		add("storage.retention_check_interval %s is below 1s", c.Storage.RetentionCheckInterval)
 	}
+	l := c.Limits
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"limits.max_record_bytes", l.MaxRecordBytes}, {"limits.max_request_records", int64(l.MaxRequestRecords)},
+		{"limits.max_batch_bytes", l.MaxBatchBytes}, {"limits.consume_max_records", int64(l.ConsumeMaxRecords)},
+		{"limits.consume_max_bytes", l.ConsumeMaxBytes}, {"limits.produce_stream_depth", int64(l.ProduceStreamDepth)},
+	} {
+		if f.v < 0 {
+			add("%s %d must not be negative", f.name, f.v)
+		}
+	}
+	if l.MaxBatchBytes > c.Storage.MaxEntryBytes-batchHeadroom {
+		add("limits.max_batch_bytes %d must be at least 1KiB below storage.max_entry_bytes (%d): a batch must fit one log entry", l.MaxBatchBytes, c.Storage.MaxEntryBytes)
+	}
+	if l.MaxRecordBytes > 0 && l.MaxBatchBytes > 0 && l.MaxRecordBytes > l.MaxBatchBytes {
+		add("limits.max_record_bytes %d exceeds limits.max_batch_bytes %d", l.MaxRecordBytes, l.MaxBatchBytes)
+	}
+	if c.Raft.MaxAppendEntries < 0 || c.Raft.MaxAppendEntries > 1024 {
+		add("raft.max_append_entries %d must be between 1 and 1024", c.Raft.MaxAppendEntries)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
@@ -394,6 +482,19 @@ type file struct {
 	Log     *fileLog     `hcl:"log,block"`
 	Storage *fileStorage `hcl:"storage,block"`
 	Raft    *fileRaft    `hcl:"raft,block"`
+	Limits  *fileLimits  `hcl:"limits,block"`
+}
+
+type fileLimits struct {
+	MaxRecordBytes     hcl.Expression `hcl:"max_record_bytes,optional"`
+	MaxRequestRecords  *int           `hcl:"max_request_records,optional"`
+	MaxBatchBytes      hcl.Expression `hcl:"max_batch_bytes,optional"`
+	ConsumeMaxRecords  *int           `hcl:"consume_max_records,optional"`
+	ConsumeMaxBytes    hcl.Expression `hcl:"consume_max_bytes,optional"`
+	ProduceStreamDepth *int           `hcl:"produce_stream_depth,optional"`
+	ApplyTimeout       hcl.Expression `hcl:"apply_timeout,optional"`
+	HandshakeTimeout   hcl.Expression `hcl:"handshake_timeout,optional"`
+	ShutdownTimeout    hcl.Expression `hcl:"shutdown_timeout,optional"`
 }
 
 type filePorts struct {
@@ -436,8 +537,11 @@ type fileRaft struct {
 	HeartbeatTimeout   hcl.Expression `hcl:"heartbeat_timeout,optional"`
 	ElectionTimeout    hcl.Expression `hcl:"election_timeout,optional"`
 	LeaderLeaseTimeout hcl.Expression `hcl:"leader_lease_timeout,optional"`
+	CommitTimeout      hcl.Expression `hcl:"commit_timeout,optional"`
 	SnapshotInterval   hcl.Expression `hcl:"snapshot_interval,optional"`
 	SnapshotThreshold  *int64         `hcl:"snapshot_threshold,optional"`
+	TrailingLogs       *int64         `hcl:"trailing_logs,optional"`
+	MaxAppendEntries   *int           `hcl:"max_append_entries,optional"`
 }
 
 // LoadFile applies the HCL file at path on top of c. Errors carry
@@ -548,6 +652,18 @@ func (c *Config) LoadBytes(name string, src []byte) error {
 		all = append(all, decodeDuration(r.ElectionTimeout, "raft.election_timeout", &c.Raft.ElectionTimeout)...)
 		all = append(all, decodeDuration(r.LeaderLeaseTimeout, "raft.leader_lease_timeout", &c.Raft.LeaderLeaseTimeout)...)
 		all = append(all, decodeDuration(r.SnapshotInterval, "raft.snapshot_interval", &c.Raft.SnapshotInterval)...)
+		all = append(all, decodeDuration(r.CommitTimeout, "raft.commit_timeout", &c.Raft.CommitTimeout)...)
+		if r.TrailingLogs != nil {
+			if *r.TrailingLogs < 1 {
+				all = append(all, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid raft.trailing_logs",
+					Detail: "It must be positive.", Subject: attrRange(f.Body, "raft", "trailing_logs")})
+			} else {
+				c.Raft.TrailingLogs = uint64(*r.TrailingLogs)
+			}
+		}
+		if r.MaxAppendEntries != nil {
+			c.Raft.MaxAppendEntries = *r.MaxAppendEntries
+		}
 		if r.SnapshotThreshold != nil {
 			if *r.SnapshotThreshold < 1 {
 				all = append(all, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid raft.snapshot_threshold",
@@ -557,10 +673,59 @@ func (c *Config) LoadBytes(name string, src []byte) error {
 			}
 		}
 	}
+	if l := raw.Limits; l != nil {
+		all = append(all, decodeSize(l.MaxRecordBytes, "limits.max_record_bytes", &c.Limits.MaxRecordBytes)...)
+		all = append(all, decodeSize(l.MaxBatchBytes, "limits.max_batch_bytes", &c.Limits.MaxBatchBytes)...)
+		all = append(all, decodeSize(l.ConsumeMaxBytes, "limits.consume_max_bytes", &c.Limits.ConsumeMaxBytes)...)
+		for _, kv := range []struct {
+			dst *int
+			v   *int
+		}{{&c.Limits.MaxRequestRecords, l.MaxRequestRecords}, {&c.Limits.ConsumeMaxRecords, l.ConsumeMaxRecords}, {&c.Limits.ProduceStreamDepth, l.ProduceStreamDepth}} {
+			if kv.v != nil {
+				*kv.dst = *kv.v
+			}
+		}
+		all = append(all, decodeDuration(l.ApplyTimeout, "limits.apply_timeout", &c.Limits.ApplyTimeout)...)
+		all = append(all, decodeDuration(l.HandshakeTimeout, "limits.handshake_timeout", &c.Limits.HandshakeTimeout)...)
+		all = append(all, decodeDuration(l.ShutdownTimeout, "limits.shutdown_timeout", &c.Limits.ShutdownTimeout)...)
+	}
 	if all.HasErrors() {
 		return diagError(all)
 	}
 	return nil
+}
+
+// LoadDir applies every *.hcl file in dir, in lexical order (so "10-" files
+// come before "20-" ones), as -config-dir does.
+func (c *Config) LoadDir(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, "*.hcl"))
+	if err != nil {
+		return fmt.Errorf("%w: config dir %s: %w", ErrInvalid, dir, err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("%w: config dir: %w", ErrInvalid, err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := c.LoadFile(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Environment variables that override the configuration, for secrets that
+// should not sit in files.
+const (
+	EnvEncrypt = "LOGHOUSE_ENCRYPT" // gossip key (encrypt)
+)
+
+// ApplyEnv applies the environment overrides (files first, then the
+// environment, then flags).
+func (c *Config) ApplyEnv() {
+	if v := os.Getenv(EnvEncrypt); v != "" {
+		c.Encrypt = v
+	}
 }
 
 // diagError turns HCL diagnostics into one error with file:line:column.

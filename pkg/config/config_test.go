@@ -2,7 +2,10 @@ package config
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +33,44 @@ func TestExampleParses(t *testing.T) {
 	}
 }
 
+// TestExampleShowsTheDefaults uncomments every commented setting of
+// config.hcl.example (except those shown with a placeholder value) and
+// checks that the result is exactly the defaults: the example documents
+// every default truthfully, and every setting it shows parses.
+func TestExampleShowsTheDefaults(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "config.hcl.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	placeholders := map[string]bool{
+		"node_name": true, "advertise_addr": true, "bootstrap_expect": true, "retry_join": true,
+		"encrypt": true, "model_file": true, "policy_file": true, "address": true,
+	}
+	setting := regexp.MustCompile(`^(\s*)# ([a-z_]+)(\s*=\s*.+)$`)
+	var out []string
+	uncommented := 0
+	for _, line := range strings.Split(string(src), "\n") {
+		if m := setting.FindStringSubmatch(line); m != nil && !placeholders[m[2]] {
+			line = m[1] + m[2] + m[3]
+			uncommented++
+		}
+		out = append(out, line)
+	}
+	if uncommented < 30 {
+		t.Fatalf("only %d commented settings found; has the example's format changed?", uncommented)
+	}
+	c := Default()
+	if err := c.LoadBytes("example-uncommented.hcl", []byte(strings.Join(out, "\n"))); err != nil {
+		t.Fatalf("an example setting does not parse: %v", err)
+	}
+	want := Default()
+	want.DataDir = "/var/lib/loghouse"
+	want.TLS = c.TLS
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("the example's values differ from the defaults:\n got %+v\nwant %+v", c, want)
+	}
+}
+
 func TestLoad(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -54,7 +95,7 @@ log { level = "debug" }
 storage {
   sync = "none"
   segment_bytes = "16MiB"
-  max_entry_bytes = 1048576
+  max_entry_bytes = 4194304
   retention_bytes = "10GB"
   retention_age = "168h"
 }
@@ -67,7 +108,7 @@ raft { election_timeout = "2s" }
 				t.Fatalf("peers %+v", c.Peers)
 			}
 			s := c.Storage
-			if s.Sync != commitlog.SyncNone || s.SegmentBytes != 16<<20 || s.MaxEntryBytes != 1<<20 || s.RetentionBytes != 10e9 || s.RetentionAge != 168*time.Hour {
+			if s.Sync != commitlog.SyncNone || s.SegmentBytes != 16<<20 || s.MaxEntryBytes != 4<<20 || s.RetentionBytes != 10e9 || s.RetentionAge != 168*time.Hour {
 				t.Fatalf("storage %+v", s)
 			}
 			if c.Raft.ElectionTimeout != 2*time.Second || c.AdvertiseRPC() != "127.0.0.1:9400" {
@@ -236,4 +277,40 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("error %v does not wrap ErrInvalid", err)
 		}
 	})
+}
+
+func TestLoadDirAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"10-base.hcl":   "data_dir = \"/a\"\nnode_name = \"n1\"\n",
+		"20-local.hcl":  "data_dir = \"/b\"\n",
+		"ignored.json":  "{",
+		"30-secret.hcl": "encrypt = \"from-file\"\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Default()
+	if err := c.LoadDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/b" || c.NodeName != "n1" || c.Encrypt != "from-file" {
+		t.Fatalf("files applied out of order: %+v", c)
+	}
+	t.Setenv(EnvEncrypt, "from-env")
+	c.ApplyEnv()
+	if c.Encrypt != "from-env" {
+		t.Fatalf("the environment does not override files: %q", c.Encrypt)
+	}
+	if err := c.LoadDir(filepath.Join(dir, "missing")); err == nil || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a missing dir: %v", err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "x.hcl"), []byte("nope = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadDir(bad); err == nil || !strings.Contains(err.Error(), "x.hcl:1:1") {
+		t.Fatalf("a bad file in a dir: %v", err)
+	}
 }
