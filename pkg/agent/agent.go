@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/replication"
 	"github.com/loghouse/loghouse/pkg/server"
+	"github.com/loghouse/loghouse/pkg/telemetry"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
 )
 
@@ -56,6 +58,8 @@ type Agent struct {
 	node    *replication.Node
 	members *membership.Membership
 	server  *server.Server
+	http    *http.Server
+	httpLn  net.Listener
 	grpc    *grpc.Server
 
 	devDir     string // temporary data dir to remove, in -dev without one
@@ -181,12 +185,24 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	}); err != nil {
 		return a, err
 	}
-	a.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(a.certs.ServerConfig()))}, a.server.GRPCServerOptions()...)...)
+	a.grpc = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(a.certs.ServerConfig())),
+		// First in the chains, so that refused calls are counted too.
+		grpc.ChainUnaryInterceptor(telemetry.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(telemetry.StreamServerInterceptor()),
+	}, a.server.GRPCServerOptions()...)...)
 	a.server.Register(a.grpc)
-	a.wg.Add(3)
+	if err := a.startHTTP(); err != nil {
+		return a, err
+	}
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.clusterLoop()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.gaugeLoop()
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -199,7 +215,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		a.retentionLoop()
 	}()
 	a.logger.Info("agent started", "node", a.cfg.NodeName, "rpc", a.ln.Addr().String(), "advertise", advertise,
-		"gossip", a.members.Addr(), "data_dir", a.cfg.DataDir)
+		"gossip", a.members.Addr(), "http", a.HTTPAddr(), "data_dir", a.cfg.DataDir)
 	return a, nil
 }
 
@@ -222,6 +238,9 @@ func (a *Agent) setUpDev() error {
 		// A lone dev node gossips with nobody: any free port will do,
 		// and two dev agents on one machine do not clash.
 		a.cfg.Ports.Serf = 0
+	}
+	if a.cfg.Ports.HTTP == config.DefaultHTTPPort {
+		a.cfg.Ports.HTTP = 0
 	}
 	tlsDir := filepath.Join(a.cfg.DataDir, "tls")
 	var dev *tlsutil.DevCerts
@@ -376,6 +395,13 @@ func (a *Agent) Shutdown() error {
 		// writes, which would otherwise hold GracefulStop to its timeout.
 		if a.server != nil {
 			errs = append(errs, a.server.Close())
+		}
+		if a.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+			errs = append(errs, a.stopHTTP(ctx))
+			cancel()
+		} else if a.httpLn != nil {
+			errs = append(errs, ignoreClosed(a.httpLn.Close()))
 		}
 		if a.grpc != nil {
 			done := make(chan struct{})

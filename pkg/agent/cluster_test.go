@@ -71,7 +71,7 @@ func clusterConfig(t *testing.T, dir, name string, expect int, join ...string) c
 	cfg.NodeName = name
 	cfg.DataDir = filepath.Join(dir, name)
 	cfg.BindAddr = "127.0.0.1"
-	cfg.Ports.RPC, cfg.Ports.Serf = freePort(t), freePort(t)
+	cfg.Ports.RPC, cfg.Ports.Serf, cfg.Ports.HTTP = freePort(t), freePort(t), 0
 	cfg.BootstrapExpect = expect
 	cfg.RetryJoin = join
 	cfg.RetryInterval = 200 * time.Millisecond

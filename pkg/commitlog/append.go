@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
+
+	metrics "github.com/hashicorp/go-metrics"
 )
 
 // Append adds a batch of entries at the end of the log, atomically: readers
@@ -16,6 +19,10 @@ import (
 // the next Append may succeed (for example once disk space is freed). A
 // failed fsync is different: the on-disk state is then unknown, and the log
 // returns ErrFailed for every later write until it is reopened.
+// fsyncMetric times the fsync of each durable append
+// (loghouse_commitlog_fsync_ms, see pkg/telemetry).
+var fsyncMetric = []string{"loghouse", "commitlog", "fsync_ms"}
+
 func (l *Log) Append(entries []Entry) error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
@@ -85,10 +92,12 @@ func (l *Log) Append(entries []Entry) error {
 		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.indexPath, idxPos, err))
 	}
 	if l.opts.Sync == SyncAlways {
+		start := time.Now()
 		if err := a.store.Sync(); err != nil {
 			l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
 			return errors.Join(l.failed, l.truncateStore(a))
 		}
+		metrics.MeasureSince(fsyncMetric, start)
 	}
 
 	l.mu.Lock()

@@ -113,3 +113,7 @@ func (s *Server) RemovePeer(ctx context.Context, req *loghousev1.RemovePeerReque
 	s.logger.Info("removed a raft server", "id", id, "by", IdentityFrom(ctx))
 	return &loghousev1.RemovePeerResponse{}, nil
 }
+
+// Serving reports what the health service reports: true on the leader, and
+// on a follower that knows its leader.
+func (s *Server) Serving() bool { return s.canServe() }
