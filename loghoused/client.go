@@ -8,12 +8,9 @@ import (
 	"os"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
-	"github.com/loghouse/loghouse/pkg/tlsutil"
+	"github.com/loghouse/loghouse/pkg/client"
 )
 
 // clientFlags are the connection flags every client command takes; each
@@ -21,50 +18,68 @@ import (
 type clientFlags struct {
 	addr, caCert, cert, key string
 	timeout                 time.Duration
+	// stale lets followers serve reads (consume -stale); otherwise reads
+	// go to the leader, which has every acknowledged record.
+	stale bool
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", os.Getenv("LOGHOUSE_ADDR"), "server address host:port (env LOGHOUSE_ADDR)")
-	fs.StringVar(&c.caCert, "ca-cert", os.Getenv("LOGHOUSE_CACERT"), "CA certificate file (env LOGHOUSE_CACERT)")
-	fs.StringVar(&c.cert, "client-cert", os.Getenv("LOGHOUSE_CLIENT_CERT"), "client certificate file (env LOGHOUSE_CLIENT_CERT)")
-	fs.StringVar(&c.key, "client-key", os.Getenv("LOGHOUSE_CLIENT_KEY"), "client key file (env LOGHOUSE_CLIENT_KEY)")
+	fs.StringVar(&c.addr, "addr", os.Getenv(client.EnvAddr), "addresses of any servers: host:port[,host:port...] or loghouse://host:port,... (env "+client.EnvAddr+")")
+	fs.StringVar(&c.caCert, "ca-cert", os.Getenv(client.EnvCACert), "CA certificate file (env "+client.EnvCACert+")")
+	fs.StringVar(&c.cert, "client-cert", os.Getenv(client.EnvClientCert), "client certificate file (env "+client.EnvClientCert+")")
+	fs.StringVar(&c.key, "client-key", os.Getenv(client.EnvClientKey), "client key file (env "+client.EnvClientKey+")")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of each call")
 }
 
-// dial connects with mutual TLS; the server must present a server-role
-// certificate from the CA.
-func (c *clientFlags) dial() (*grpc.ClientConn, loghousev1.LogClient, error) {
+// connect makes a cluster client with mutual TLS (servers must present a
+// server-role certificate from the CA) and finds the cluster from the
+// -addr seeds, within -timeout.
+func (c *clientFlags) connect(ctx context.Context) (*client.Client, error) {
 	if c.addr == "" || c.caCert == "" || c.cert == "" || c.key == "" {
-		return nil, nil, usageError{"set -addr, -ca-cert, -client-cert and -client-key (or LOGHOUSE_ADDR, LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT, LOGHOUSE_CLIENT_KEY)"}
+		return nil, usageError{"set -addr, -ca-cert, -client-cert and -client-key (or LOGHOUSE_ADDR, LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT, LOGHOUSE_CLIENT_KEY)"}
 	}
-	store, err := tlsutil.NewStore(tlsutil.Files{CAFile: c.caCert, CertFile: c.cert, KeyFile: c.key})
+	seeds, err := client.ParseSeeds(c.addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, usageError{fmt.Sprintf("-addr: %v", err)}
 	}
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(credentials.NewTLS(store.ClientConfig(tlsutil.ServerRole))))
+	tlsCfg, err := client.TLSConfigFromFiles(c.caCert, c.cert, c.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+		return nil, err
 	}
-	return conn, loghousev1.NewLogClient(conn), nil
+	cctx, cancel := c.ctx(ctx)
+	defer cancel()
+	cl, err := client.New(cctx, client.Config{Seeds: seeds, TLS: tlsCfg, ReadFromLeader: !c.stale})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return cl, nil
 }
 
 func (c *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, c.timeout)
 }
 
-// rpcError turns a gRPC status into "Code: message" for people and scripts.
+// rpcError turns an error that carries a gRPC status into "Code: message"
+// for people and scripts; a write whose outcome is unknown says so.
 func rpcError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if s, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s: %s", s.Code(), s.Message())
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		return err
 	}
-	return err
+	s := se.GRPCStatus()
+	msg := s.Message()
+	if errors.Is(err, client.ErrIndeterminate) {
+		msg = "outcome unknown, the records may or may not have been committed: " + msg
+	}
+	return fmt.Errorf("%s: %s", s.Code(), msg)
 }
 
-func closeConn(conn *grpc.ClientConn, err error) error {
-	if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
+// closeClient closes cl and adds its error, if any, to err.
+func closeClient(cl *client.Client, err error) error {
+	if cerr := cl.Close(); cerr != nil {
 		return errors.Join(err, cerr)
 	}
 	return err

@@ -16,7 +16,10 @@ import (
 // runConsume prints committed records, one per line: the value, or with
 // -json an object with offset, timestamp, key, value and headers. Without
 // -f it stops at the end of the log (or after -n records); with -f it
-// waits for new records until interrupted.
+// waits for new records until interrupted. Reads go to the leader, which
+// has every acknowledged record, wherever -addr points; with -stale they go
+// to the followers, which spreads the load but may miss the latest records
+// (as Consul's -stale reads do).
 func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("consume", stderr)
 	var cf clientFlags
@@ -26,6 +29,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	n := fs.Uint64("n", 0, "stop after this many records (0: no limit)")
 	follow := fs.Bool("f", false, "follow: wait for new records")
 	asJSON := fs.Bool("json", false, "print JSON objects instead of values")
+	fs.BoolVar(&cf.stale, "stale", false, "read from followers, which may lag the leader by a moment (default: read from the leader)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +41,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		req.Start = &loghousev1.ConsumeRequest_FromTimeUnixNano{FromTimeUnixNano: t.UnixNano()}
 	}
-	conn, client, err := cf.dial()
+	cl, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -58,34 +62,31 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return true
 	}
 	if *follow {
-		sctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stream, err := client.ConsumeStream(sctx, req)
-		if err != nil {
-			return closeConn(conn, rpcError(err))
-		}
+		// The stream goes on from the next offset on another server if
+		// its server fails, without repeating or skipping a record.
+		stream := cl.ConsumeStream(ctx, req)
 		for {
 			resp, err := stream.Recv()
 			if err != nil {
 				if ctx.Err() != nil || status.Code(err) == codes.Canceled {
-					return closeConn(conn, nil)
+					return closeClient(cl, nil)
 				}
-				return closeConn(conn, rpcError(err))
+				return closeClient(cl, rpcError(err))
 			}
 			if !print(resp.Records) {
-				return closeConn(conn, nil)
+				return closeClient(cl, stream.Close())
 			}
 		}
 	}
 	for {
 		cctx, cancel := cf.ctx(ctx)
-		resp, err := client.Consume(cctx, req)
+		resp, err := cl.Consume(cctx, req)
 		cancel()
 		if err != nil {
-			return closeConn(conn, rpcError(err))
+			return closeClient(cl, rpcError(err))
 		}
 		if !print(resp.Records) || len(resp.Records) == 0 || resp.NextOffset >= resp.CommittedOffset {
-			return closeConn(conn, nil)
+			return closeClient(cl, nil)
 		}
 		req.Start = &loghousev1.ConsumeRequest_Offset{Offset: resp.NextOffset}
 	}

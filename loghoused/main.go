@@ -1,8 +1,8 @@
 // Command loghoused is the Loghouse daemon and its command-line client.
 //
 // Run "loghoused help" for the commands: the agent (the daemon), the client
-// commands (produce, consume, servers), certificate tools (tls), and storage
-// tools (demo, log dump).
+// commands (produce, consume, servers, members, operator), certificate and
+// key tools (tls, keygen), and storage tools (demo, log dump).
 package main
 
 import (
@@ -38,24 +38,43 @@ func (e usageError) Error() string { return e.msg }
 const usage = `Usage: loghoused <command> [flags]
 
 Commands:
-  agent       run the daemon: -config FILE (repeatable), or -dev for a
-              single-node development server with generated certificates
+  agent       run the daemon: -config FILE and -config-dir DIR
+              (repeatable), or -dev for a single-node development server
+              with generated certificates; SIGHUP reloads TLS files, ACL
+              policy and log level
   produce     append records (arguments, or one per line of stdin); prints
               their offsets
-  consume     print committed records (-offset, -from-time, -n, -f, -json)
+  consume     print committed records (-offset, -from-time, -n, -f, -json;
+              -stale reads from followers)
   servers     list the cluster's servers and its leader
+  members     list the gossip members: name, addresses, status, role
+              (-detailed: every tag)
+  operator    "operator raft list-peers" (the raft servers and their
+              state), "operator raft remove-peer -id NODE"
+  keygen      print a new gossip encryption key (32 random bytes, base64)
+  validate    check config files (and the TLS and ACL files they name)
+              without starting: loghoused validate FILE...
   tls         make certificates: "tls ca create", "tls cert create
               -server|-client -name NAME"
   demo        exercise the storage engine alone in a temporary directory
   log dump    print the segments and entries of a log directory
   help        show this text
 
-Client commands read LOGHOUSE_ADDR, LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT
-and LOGHOUSE_CLIENT_KEY (or the matching flags). Exit status: 0 success,
-1 failure (the message names the gRPC code), 2 usage error.
+Client commands read LOGHOUSE_ADDR (any servers of the cluster,
+comma-separated; requests go to the leader),
+LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT and LOGHOUSE_CLIENT_KEY (or the
+matching flags). Exit status: 0 success, 1 failure (the message names the
+gRPC code), 2 usage error.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := dispatch(ctx, args, stdout, stderr); !errors.Is(err, errHelpShown) {
+		return err
+	}
+	return nil
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
@@ -69,6 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runConsume(ctx, args[1:], stdout, stderr)
 	case "servers":
 		return runServers(ctx, args[1:], stdout, stderr)
+	case "members":
+		return runMembers(ctx, args[1:], stdout, stderr)
+	case "operator":
+		return runOperator(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		return runKeygen(ctx, args[1:], stdout, stderr)
+	case "validate":
+		return runValidate(ctx, args[1:], stdout, stderr)
 	case "tls":
 		return runTLS(ctx, args[1:], stdout, stderr)
 	case "demo":
@@ -93,10 +120,14 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// errHelpShown ends a command whose -h printed its help: run returns nil
+// for it, so the command does nothing else and exits 0.
+var errHelpShown = errors.New("help shown")
+
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return errHelpShown
 		}
 		return usageError{err.Error()}
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // runProduce appends records: the arguments, or one per line of stdin. It
-// prints each record's offset on its own line, in order.
+// prints each record's offset on its own line, in order. Requests go to the
+// leader, wherever -addr points; a request whose outcome is unknown is not
+// retried (the error says so).
 func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("produce", stderr)
 	var cf clientFlags
@@ -24,21 +26,21 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *batch < 1 {
 		return usageError{fmt.Sprintf("-batch must be positive, got %d", *batch)}
 	}
-	conn, client, err := cf.dial()
+	cl, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
 	send := func(values [][]byte) error {
-		req := &loghousev1.ProduceRequest{Records: make([]*loghousev1.Record, len(values))}
+		recs := make([]*loghousev1.Record, len(values))
 		for i, v := range values {
-			req.Records[i] = &loghousev1.Record{Value: v}
+			recs[i] = &loghousev1.Record{Value: v}
 			if *key != "" {
-				req.Records[i].Key = []byte(*key)
+				recs[i].Key = []byte(*key)
 			}
 		}
 		cctx, cancel := cf.ctx(ctx)
 		defer cancel()
-		resp, err := client.Produce(cctx, req)
+		resp, err := cl.Produce(cctx, recs...)
 		if err != nil {
 			return rpcError(err)
 		}
@@ -52,7 +54,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		for i, a := range fs.Args() {
 			values[i] = []byte(a)
 		}
-		return closeConn(conn, send(values))
+		return closeClient(cl, send(values))
 	}
 	if stdin == nil {
 		stdin = os.Stdin
@@ -64,16 +66,16 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		pending = append(pending, append([]byte(nil), sc.Bytes()...))
 		if len(pending) == *batch {
 			if err := send(pending); err != nil {
-				return closeConn(conn, err)
+				return closeClient(cl, err)
 			}
 			pending = pending[:0]
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return closeConn(conn, fmt.Errorf("read stdin: %w", err))
+		return closeClient(cl, fmt.Errorf("read stdin: %w", err))
 	}
 	if len(pending) > 0 {
-		return closeConn(conn, send(pending))
+		return closeClient(cl, send(pending))
 	}
-	return closeConn(conn, nil)
+	return closeClient(cl, nil)
 }

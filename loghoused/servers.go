@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-
-	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 )
 
 // runServers lists the cluster's servers.
@@ -17,20 +15,20 @@ func runServers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	conn, client, err := cf.dial()
+	cl, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := cf.ctx(ctx)
 	defer cancel()
-	resp, err := client.GetServers(cctx, &loghousev1.GetServersRequest{})
+	servers, err := cl.Servers(cctx)
 	if err != nil {
-		return closeConn(conn, rpcError(err))
+		return closeClient(cl, rpcError(err))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDRESS\tLEADER\tVOTER")
-	for _, s := range resp.Servers {
+	for _, s := range servers {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\n", s.Id, s.RpcAddr, s.IsLeader, s.Voter)
 	}
-	return closeConn(conn, tw.Flush())
+	return closeClient(cl, tw.Flush())
 }

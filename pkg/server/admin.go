@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
@@ -89,9 +91,10 @@ func (s *Server) RemovePeer(ctx context.Context, req *loghousev1.RemovePeerReque
 			if err != nil {
 				return nil, s.toStatus(ctx, err)
 			}
-			resp, err := cl.RemovePeer(outgoing(ctx), req)
+			var p peer.Peer
+			resp, err := cl.RemovePeer(outgoing(ctx), req, grpc.Peer(&p))
 			if err != nil {
-				return nil, s.forwardError(ctx, err)
+				return nil, s.forwardError(ctx, err, p.Addr != nil)
 			}
 			return resp, nil
 		}

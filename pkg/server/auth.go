@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -32,8 +30,8 @@ var methodRules = map[string]rule{
 	loghousev1.Log_Consume_FullMethodName:       {auth.ActionConsume},
 	loghousev1.Log_ConsumeStream_FullMethodName: {auth.ActionConsume},
 	// Clients need the server list to find the leader, whether they
-	// write or read.
-	loghousev1.Log_GetServers_FullMethodName: {auth.ActionProduce, auth.ActionConsume},
+	// write, read or administer.
+	loghousev1.Log_GetServers_FullMethodName: {auth.ActionProduce, auth.ActionConsume, auth.ActionAdmin},
 	loghousev1.Log_Status_FullMethodName:     {auth.ActionAdmin},
 	loghousev1.Log_Members_FullMethodName:    {auth.ActionAdmin},
 	loghousev1.Log_RemovePeer_FullMethodName: {auth.ActionAdmin},
@@ -87,22 +85,11 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 //
 //	grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(store.ServerConfig())))...)
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
-	return append([]grpc.ServerOption{
+	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(s.StreamInterceptor()),
 		grpc.MaxRecvMsgSize(max(defaultMaxRecvMsgSize, 2*s.cfg.MaxBatchBytes+64<<10)),
-	}, expOpts()...)
-}
-
-func expOpts() []grpc.ServerOption { // EXPERIMENT
-	var o []grpc.ServerOption
-	if os.Getenv("LH_WIN") != "" {
-		o = append(o, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(16<<20))
 	}
-	if v, _ := strconv.Atoi(os.Getenv("LH_WORKERS")); v > 0 {
-		o = append(o, grpc.NumStreamWorkers(uint32(v)))
-	}
-	return o
 }
 
 // defaultMaxRecvMsgSize is gRPC's own default receive limit.

@@ -86,7 +86,7 @@ func TestACL(t *testing.T) {
 	}
 	action := map[string]string{
 		"Produce": "produce", "ProduceStream": "produce", "Consume": "consume", "ConsumeStream": "consume",
-		"GetServers": "produce or consume", "Status": "admin",
+		"GetServers": "produce or consume or admin", "Status": "admin",
 	}
 	for _, id := range []string{"root", "reader", "writer", "nobody", "server:node0"} {
 		cl := client(t, n, id)

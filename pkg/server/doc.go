@@ -15,7 +15,7 @@
 //
 //	Produce, ProduceStream   produce
 //	Consume, ConsumeStream   consume
-//	GetServers               produce or consume
+//	GetServers               produce, consume or admin
 //	Status, Members          admin
 //	RemovePeer               admin
 //	health, reflection       any verified identity

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
@@ -156,12 +156,13 @@ func (s *Server) forward(r *request) {
 			r.done <- result{err: err}
 			return
 		}
-		resp, err := cl.Produce(outgoing(r.ctx), r.pb)
+		var p peer.Peer
+		resp, err := cl.Produce(outgoing(r.ctx), r.pb, grpc.Peer(&p))
 		if err == nil {
 			r.done <- result{base: resp.GetBaseOffset(), count: resp.GetCount(), time: resp.GetTimestampUnixNano()}
 			return
 		}
-		err = s.forwardError(r.ctx, err)
+		err = s.forwardError(r.ctx, err, p.Addr != nil)
 		if retryable(err) && r.ctx.Err() == nil && time.Now().Before(giveUp) {
 			s.logger.Debug("the leader did not take a forwarded request; retrying", "leader", addr, "error", err)
 			select {
@@ -177,28 +178,32 @@ func (s *Server) forward(r *request) {
 
 // forwardError turns what a forwarded call returned into the error the
 // client gets. A status from the leader's service (with a loghousev1.Error
-// detail, or a code other than Unavailable) is passed on; a transport
-// failure, after which the leader may or may not have committed the
-// records, becomes an indeterminate Unavailable.
-func (s *Server) forwardError(ctx context.Context, err error) error {
+// detail, or a code other than Unavailable and the like) is passed on. A
+// call that never left this node (sent is false: gRPC found no connection
+// to carry it, so the grpc.Peer call option stayed empty) stored nothing
+// and may be retried. Any other failure, after which the leader may or
+// may not have committed the records, becomes an indeterminate
+// Unavailable.
+func (s *Server) forwardError(ctx context.Context, err error, sent bool) error {
 	st, ok := status.FromError(err)
+	if ok {
+		for _, d := range st.Details() {
+			if _, ok := d.(*loghousev1.Error); ok {
+				return st.Err()
+			}
+		}
+	}
+	if !sent {
+		if ctx.Err() != nil {
+			return s.toStatus(ctx, ctx.Err())
+		}
+		return s.notLeader(ctx, fmt.Sprintf("cannot reach the leader: %v", err))
+	}
 	if !ok {
 		return s.unavailable(ctx, fmt.Sprintf("forwarding to the leader failed: %v", err), true)
 	}
-	for _, d := range st.Details() {
-		if _, ok := d.(*loghousev1.Error); ok {
-			return st.Err()
-		}
-	}
 	switch st.Code() {
-	case codes.Unavailable:
-		if strings.Contains(st.Message(), dialFailure) {
-			// No connection was made, so nothing was sent: the caller
-			// may retry (once the node learns of the next leader).
-			return s.notLeader(ctx, fmt.Sprintf("cannot reach the leader: %s", st.Message()))
-		}
-		fallthrough
-	case codes.Unknown, codes.Internal, codes.Canceled:
+	case codes.Unavailable, codes.Unknown, codes.Internal, codes.Canceled:
 		if ctx.Err() != nil {
 			return s.toStatus(ctx, ctx.Err())
 		}
@@ -206,10 +211,6 @@ func (s *Server) forwardError(ctx context.Context, err error) error {
 	}
 	return st.Err()
 }
-
-// dialFailure is in the message gRPC fails a call with when it could not
-// connect at all (the call never left this node).
-const dialFailure = "Error while dialing"
 
 // retryable reports whether err says the request was not taken: an
 // Unavailable whose detail is not indeterminate.
@@ -294,7 +295,8 @@ func (sf *streamForwarder) open() (*upstream, error) {
 	stream, err := cl.ProduceStream(ctx)
 	if err != nil {
 		cancel()
-		return nil, sf.s.forwardError(sf.ctx, err)
+		// Nothing was sent on a stream that did not open.
+		return nil, sf.s.forwardError(sf.ctx, err, false)
 	}
 	up := &upstream{stream: stream, cancel: cancel}
 	sf.wg.Add(1)
@@ -314,7 +316,7 @@ func (sf *streamForwarder) receive(up *upstream) {
 			if errors.Is(err, io.EOF) {
 				err = status.Error(codes.Unavailable, "the leader ended the stream")
 			}
-			failure = sf.s.forwardError(sf.ctx, err)
+			failure = sf.s.forwardError(sf.ctx, err, true)
 			break
 		}
 		sf.mu.Lock()

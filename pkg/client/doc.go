@@ -1,0 +1,91 @@
+// Package client is the Go client of a Loghouse cluster. It talks to every
+// server over mutual TLS, sends writes to the leader, spreads reads over the
+// followers, follows leader changes and retries what is safe to retry.
+//
+//	c, err := client.New(ctx, client.Config{
+//		Seeds: []string{"10.0.0.1:8400", "10.0.0.2:8400"},
+//		TLS:   tlsConfig, // client.TLSConfigFromFiles(ca, cert, key)
+//	})
+//	...
+//	defer c.Close()
+//	resp, err := c.Produce(ctx, &loghousev1.Record{Value: []byte("hello")})
+//
+// ConfigFromEnv builds a Config from LOGHOUSE_ADDR (comma-separated seeds, or
+// a target "loghouse://host1:8400,host2:8400"), LOGHOUSE_CACERT,
+// LOGHOUSE_CLIENT_CERT and LOGHOUSE_CLIENT_KEY, as the loghoused command
+// line does.
+//
+// # Finding the cluster
+//
+// New asks the seeds, one after the other, for the cluster's servers
+// (GetServers: every server's ID, RPC address, whether it leads and whether
+// it votes) and remembers them. The Client keeps one gRPC connection per
+// server address, made on first use; it registers no global resolver or
+// balancer and keeps no package-level state, so several Clients (to several
+// clusters) live side by side. It asks again
+//
+//   - when a call fails with Unavailable: the failing server usually names
+//     the leader (in a loghousev1.Error status detail, or in the
+//     "loghouse-leader" trailer) and the next attempt goes there; otherwise
+//     it asks the servers it knows, then the seeds, with GetServers;
+//   - every Config.ResolveInterval in the background, until Close.
+//
+// Connections to addresses that leave the cluster are closed once no call
+// uses them.
+//
+// # Where calls go
+//
+// Produce and RemovePeer go to the leader. Consume, ConsumeStream and
+// Members go to the followers in turn (round-robin), or to the leader alone
+// with Config.ReadFromLeader; with a single server, to it. Followers serve
+// only records that are committed, but they may lag the leader by a
+// heartbeat: to read your own writes from a follower, set the request's
+// min_committed to the last offset you produced and the follower waits
+// until it has committed it (Consume with MinCommitted; mind that 0 means
+// "do not wait"). Servers asks the leader if one is known; Status asks the
+// server you name.
+//
+// # Retries and at-most-once writes
+//
+// Every retry waits an exponential back-off with jitter
+// (Config.InitialBackoff doubling up to Config.MaxBackoff, each wait drawn
+// from its upper half) and gives up after Config.MaxAttempts attempts or
+// when the call's context ends, returning the last error the servers gave.
+// Retries never outlive the caller's context.
+//
+// Reads are idempotent and always retried on another server when a server
+// is unavailable (codes.Unavailable, which includes refused and broken
+// connections).
+//
+// A produce is retried only when the failure proves that nothing was
+// stored, so a record is stored at most once per Produce call:
+//
+//   - Unavailable with a loghousev1.Error detail whose indeterminate flag is
+//     false: the server refused the write before handing it to raft (it
+//     does not lead, it is shutting down, raft did not take it in time). The
+//     write is sent again, to the leader the detail names if it names one.
+//   - Unavailable before the request reached any server: the connection
+//     could not be made (refused, TLS failure), so nothing was sent.
+//
+// Every other failure of a write that reached a server is not retried, and
+// the error returned wraps ErrIndeterminate (errors.Is) as well as the gRPC
+// status (status.Code still works): the records may or may not have been
+// committed. That is the case for Unavailable with indeterminate set
+// (leadership was lost, or the node shut down, while committing), for
+// Unavailable without detail after the request was sent (the connection
+// broke), for DeadlineExceeded and Canceled, and for Internal, Unknown,
+// Aborted and DataLoss. A caller that must not lose records may retry such
+// a write itself, accepting a possible duplicate, or read the log to find
+// out. Errors that reject the request (InvalidArgument, PermissionDenied,
+// ResourceExhausted and the like) are returned at once and stored nothing.
+//
+// # Consumer streams
+//
+// ConsumeStream returns a RecordStream that follows the log from a start
+// position. It remembers the offset after the last record it delivered;
+// when its server fails (Unavailable, or the stream ends) it opens a new
+// stream on another server from that offset. It drops records it has
+// already delivered and fails with ErrOffsetGap rather than skip one, so
+// every record is delivered once and in order. Records iterates over the
+// same stream record by record.
+package client
