@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -323,7 +324,8 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 
 // Reload applies what can change while the agent runs, from a freshly
 // loaded configuration: the log level, the TLS files (re-read from the
-// same paths) and the ACL model and policy. Settings that need a restart
+// same paths), the ACL model and policy, and new retry_join addresses
+// (joined once). Settings that need a restart
 // are named in a warning and otherwise ignored. A failure keeps the
 // running state of that part; every failure is logged and returned.
 func (a *Agent) Reload(next config.Config) error {
@@ -342,6 +344,26 @@ func (a *Agent) Reload(next config.Config) error {
 		if err := a.certs.Reload(); err != nil {
 			errs = append(errs, fmt.Errorf("agent: reload TLS: %w", err))
 		}
+	}
+	if !slices.Equal(next.RetryJoin, a.cfg.RetryJoin) && len(next.RetryJoin) > 0 {
+		// New addresses to join (a template re-rendered, say): try them
+		// once, in the background; gossip spreads the rest.
+		var addrs []string
+		for _, j := range next.RetryJoin {
+			if addr, err := config.GossipAddr(j, a.cfg.Ports.Serf); err == nil {
+				addrs = append(addrs, addr)
+			}
+		}
+		a.cfg.RetryJoin = next.RetryJoin
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if n, err := a.members.Join(addrs...); err != nil {
+				a.logger.Warn("joining the reloaded retry_join addresses failed", "error", err)
+			} else {
+				a.logger.Info("joined through the reloaded retry_join addresses", "answered", n)
+			}
+		}()
 	}
 	if next.ACL != a.cfg.ACL {
 		a.logger.Warn("the ACL file paths changed; they take effect on restart (the files at the old paths are reloaded)")
