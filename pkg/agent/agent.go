@@ -22,6 +22,7 @@ import (
 	"github.com/loghouse/loghouse/pkg/auth"
 	"github.com/loghouse/loghouse/pkg/commitlog"
 	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/discovery/consul"
 	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/replication"
 	"github.com/loghouse/loghouse/pkg/server"
@@ -61,7 +62,11 @@ type Agent struct {
 	server  *server.Server
 	http    *http.Server
 	httpLn  net.Listener
-	grpc    *grpc.Server
+
+	consul    *consul.Client // nil unless consul.enabled
+	registrar *consul.Registrar
+	fatal     chan error
+	grpc      *grpc.Server
 
 	devDir     string // temporary data dir to remove, in -dev without one
 	devClients tlsutil.Files
@@ -82,7 +87,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = cmp.Or(cfg.Limits.ShutdownTimeout, 10*time.Second)
 	}
-	a = &Agent{cfg: cfg, opts: opts, stop: make(chan struct{})}
+	a = &Agent{cfg: cfg, opts: opts, stop: make(chan struct{}), fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, a.Shutdown())
@@ -196,6 +201,20 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if err := a.startHTTP(); err != nil {
 		return a, err
 	}
+	if a.cfg.Consul.Enabled {
+		if err := a.startConsul(advertise); err != nil {
+			return a, err
+		}
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		select {
+		case err := <-a.members.Fatal():
+			a.fail(err)
+		case <-a.stop:
+		}
+	}()
 	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
@@ -291,8 +310,8 @@ func (a *Agent) GossipAddr() string { return a.members.Addr() }
 func (a *Agent) Members() *membership.Membership { return a.members }
 
 // Fatal yields an error when the agent cannot go on and should be shut
-// down (retry_join gave up).
-func (a *Agent) Fatal() <-chan error { return a.members.Fatal() }
+// down (retry_join, or the Consul catalog join, gave up).
+func (a *Agent) Fatal() <-chan error { return a.fatal }
 
 // Node is the replicated node (for tests and status).
 func (a *Agent) Node() *replication.Node { return a.node }
@@ -413,6 +432,13 @@ func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		var errs []error
 		close(a.stop)
+		// Out of Consul first, so DNS stops offering the node while it
+		// drains. Consul being unreachable does not fail the shutdown.
+		if a.registrar != nil {
+			if err := a.registrar.Close(); err != nil {
+				a.logger.Warn("could not deregister from Consul", "error", err)
+			}
+		}
 		// The server first: it ends waiting consumer streams and queued
 		// writes, which would otherwise hold GracefulStop to its timeout.
 		if a.server != nil {
@@ -462,6 +488,9 @@ func (a *Agent) Shutdown() error {
 			a.node.WaitStreams()
 		}
 		a.wg.Wait()
+		if a.consul != nil {
+			a.consul.Close()
+		}
 		if a.devDir != "" {
 			errs = append(errs, os.RemoveAll(a.devDir))
 		}

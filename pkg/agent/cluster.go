@@ -79,6 +79,9 @@ func (a *Agent) clusterLoop() {
 			}
 			bootstrapped = done
 		}
+		if a.registrar != nil {
+			a.registrar.SetLeader(a.node.IsLeader()) // a no-op unless it changed
+		}
 		if a.node.IsLeader() {
 			if err := a.reconcile(); err != nil {
 				a.logger.Warn("reconciling raft with gossip failed; retrying on the next pass", "error", err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,52 @@ type Config struct {
 	Raft Raft
 	// Limits bound requests and time.
 	Limits Limits
+	// Consul registers the node in Consul and, optionally, joins through
+	// its catalog.
+	Consul Consul
+}
+
+// Consul configures the Consul integration (pkg/discovery/consul).
+type Consul struct {
+	// Enabled turns it on. Default: off.
+	Enabled bool
+	// Address of the local Consul agent. Empty: CONSUL_HTTP_ADDR, else
+	// 127.0.0.1:8500.
+	Address string
+	// Token and TokenFile are the ACL token (TokenFile wins). Empty:
+	// CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE.
+	Token     string
+	TokenFile string
+	// Datacenter for catalog queries. Empty: the agent's own.
+	Datacenter string
+	// ServiceName is the service (a DNS label). Default: loghouse.
+	ServiceName string
+	// Tags are extra service tags; LeaderTag is added on the leader only.
+	Tags      []string
+	LeaderTag string
+	// CheckTTL is the TTL of the health check the node feeds. Default: 15s.
+	CheckTTL time.Duration
+	// DeregisterCriticalAfter lets Consul drop a node critical this long
+	// (0: never; Consul's minimum is 1m).
+	DeregisterCriticalAfter time.Duration
+	// SyncInterval is how often the registration is checked and repaired.
+	// Default: 30s.
+	SyncInterval time.Duration
+	// Join finds the other servers through the catalog (as retry_join
+	// does through addresses).
+	Join bool
+	// TLS to the Consul agent.
+	TLS ConsulTLS
+}
+
+// ConsulTLS configures HTTPS to the Consul agent.
+type ConsulTLS struct {
+	Enabled            bool
+	CAFile             string
+	CertFile           string
+	KeyFile            string
+	ServerName         string
+	InsecureSkipVerify bool
 }
 
 // Limits bound what one request may ask for, and how long things may
@@ -226,6 +273,13 @@ func Default() Config {
 			ApplyTimeout:       10 * time.Second,
 			HandshakeTimeout:   10 * time.Second,
 			ShutdownTimeout:    10 * time.Second,
+		},
+
+		Consul: Consul{
+			ServiceName:  "loghouse",
+			LeaderTag:    "leader",
+			CheckTTL:     15 * time.Second,
+			SyncInterval: 30 * time.Second,
 		},
 
 		RetryInterval:     30 * time.Second,
@@ -448,6 +502,23 @@ func (c *Config) Validate(dev bool) error {
 	if l.MaxRecordBytes > 0 && l.MaxBatchBytes > 0 && l.MaxRecordBytes > l.MaxBatchBytes {
 		add("limits.max_record_bytes %d exceeds limits.max_batch_bytes %d", l.MaxRecordBytes, l.MaxBatchBytes)
 	}
+	if cs := c.Consul; cs.Enabled {
+		if cs.CheckTTL < time.Second {
+			add("consul.check_ttl %s is below 1s", cs.CheckTTL)
+		}
+		if cs.SyncInterval < time.Second {
+			add("consul.sync_interval %s is below 1s", cs.SyncInterval)
+		}
+		if cs.DeregisterCriticalAfter != 0 && cs.DeregisterCriticalAfter < time.Minute {
+			add("consul.deregister_critical_after %s: Consul's minimum is 1m (0 turns it off)", cs.DeregisterCriticalAfter)
+		}
+		if (cs.TLS.CertFile == "") != (cs.TLS.KeyFile == "") {
+			add("consul.tls.cert_file and consul.tls.key_file go together")
+		}
+		if slices.Contains(cs.Tags, cs.LeaderTag) {
+			add("consul.tags must not contain the leader tag %q", cs.LeaderTag)
+		}
+	}
 	if c.Raft.MaxAppendEntries < 0 || c.Raft.MaxAppendEntries > 1024 {
 		add("raft.max_append_entries %d must be between 1 and 1024", c.Raft.MaxAppendEntries)
 	}
@@ -483,6 +554,32 @@ type file struct {
 	Storage *fileStorage `hcl:"storage,block"`
 	Raft    *fileRaft    `hcl:"raft,block"`
 	Limits  *fileLimits  `hcl:"limits,block"`
+	Consul  *fileConsul  `hcl:"consul,block"`
+}
+
+type fileConsul struct {
+	Enabled                 *bool          `hcl:"enabled,optional"`
+	Address                 *string        `hcl:"address,optional"`
+	Token                   *string        `hcl:"token,optional"`
+	TokenFile               *string        `hcl:"token_file,optional"`
+	Datacenter              *string        `hcl:"datacenter,optional"`
+	ServiceName             *string        `hcl:"service_name,optional"`
+	Tags                    *[]string      `hcl:"tags,optional"`
+	LeaderTag               *string        `hcl:"leader_tag,optional"`
+	CheckTTL                hcl.Expression `hcl:"check_ttl,optional"`
+	DeregisterCriticalAfter hcl.Expression `hcl:"deregister_critical_after,optional"`
+	SyncInterval            hcl.Expression `hcl:"sync_interval,optional"`
+	Join                    *bool          `hcl:"join,optional"`
+	TLS                     *fileConsulTLS `hcl:"tls,block"`
+}
+
+type fileConsulTLS struct {
+	Enabled            *bool   `hcl:"enabled,optional"`
+	CAFile             *string `hcl:"ca_file,optional"`
+	CertFile           *string `hcl:"cert_file,optional"`
+	KeyFile            *string `hcl:"key_file,optional"`
+	ServerName         *string `hcl:"server_name,optional"`
+	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
 }
 
 type fileLimits struct {
@@ -688,6 +785,39 @@ func (c *Config) LoadBytes(name string, src []byte) error {
 		all = append(all, decodeDuration(l.ApplyTimeout, "limits.apply_timeout", &c.Limits.ApplyTimeout)...)
 		all = append(all, decodeDuration(l.HandshakeTimeout, "limits.handshake_timeout", &c.Limits.HandshakeTimeout)...)
 		all = append(all, decodeDuration(l.ShutdownTimeout, "limits.shutdown_timeout", &c.Limits.ShutdownTimeout)...)
+	}
+	if cs := raw.Consul; cs != nil {
+		setBool := func(dst *bool, v *bool) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		c2 := &c.Consul
+		setBool(&c2.Enabled, cs.Enabled)
+		setStr(&c2.Address, cs.Address)
+		setStr(&c2.Token, cs.Token)
+		setStr(&c2.TokenFile, cs.TokenFile)
+		setStr(&c2.Datacenter, cs.Datacenter)
+		setStr(&c2.ServiceName, cs.ServiceName)
+		if cs.Tags != nil {
+			c2.Tags = nil // an empty list is no tags, as in the default
+			if len(*cs.Tags) > 0 {
+				c2.Tags = *cs.Tags
+			}
+		}
+		setStr(&c2.LeaderTag, cs.LeaderTag)
+		setBool(&c2.Join, cs.Join)
+		all = append(all, decodeDuration(cs.CheckTTL, "consul.check_ttl", &c2.CheckTTL)...)
+		all = append(all, decodeDuration(cs.DeregisterCriticalAfter, "consul.deregister_critical_after", &c2.DeregisterCriticalAfter)...)
+		all = append(all, decodeDuration(cs.SyncInterval, "consul.sync_interval", &c2.SyncInterval)...)
+		if t := cs.TLS; t != nil {
+			setBool(&c2.TLS.Enabled, t.Enabled)
+			setStr(&c2.TLS.CAFile, t.CAFile)
+			setStr(&c2.TLS.CertFile, t.CertFile)
+			setStr(&c2.TLS.KeyFile, t.KeyFile)
+			setStr(&c2.TLS.ServerName, t.ServerName)
+			setBool(&c2.TLS.InsecureSkipVerify, t.InsecureSkipVerify)
+		}
 	}
 	if all.HasErrors() {
 		return diagError(all)
