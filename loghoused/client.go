@@ -24,7 +24,7 @@ type clientFlags struct {
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", os.Getenv(client.EnvAddr), "addresses of any servers: host:port[,host:port...] or loghouse://host:port,... (env "+client.EnvAddr+")")
+	fs.StringVar(&c.addr, "addr", os.Getenv(client.EnvAddr), "addresses of any servers: host:port[,host:port...] or loghouse://host:port,..., or consul://SERVICE (Consul DNS) (env "+client.EnvAddr+")")
 	fs.StringVar(&c.caCert, "ca-cert", os.Getenv(client.EnvCACert), "CA certificate file (env "+client.EnvCACert+")")
 	fs.StringVar(&c.cert, "client-cert", os.Getenv(client.EnvClientCert), "client certificate file (env "+client.EnvClientCert+")")
 	fs.StringVar(&c.key, "client-key", os.Getenv(client.EnvClientKey), "client key file (env "+client.EnvClientKey+")")
@@ -38,10 +38,10 @@ func (c *clientFlags) connect(ctx context.Context) (*client.Client, error) {
 	if c.addr == "" || c.caCert == "" || c.cert == "" || c.key == "" {
 		return nil, usageError{"set -addr, -ca-cert, -client-cert and -client-key (or LOGHOUSE_ADDR, LOGHOUSE_CACERT, LOGHOUSE_CLIENT_CERT, LOGHOUSE_CLIENT_KEY)"}
 	}
-	seeds, err := client.ParseSeeds(c.addr)
-	if err != nil {
+	if err := client.CheckSeed(c.addr); err != nil {
 		return nil, usageError{fmt.Sprintf("-addr: %v", err)}
 	}
+	seeds := []string{c.addr}
 	tlsCfg, err := client.TLSConfigFromFiles(c.caCert, c.cert, c.key)
 	if err != nil {
 		return nil, err

@@ -51,7 +51,11 @@ type Config struct {
 	// Seeds are the RPC addresses (host:port) of any servers of the
 	// cluster; the Client learns the others from them. An element may
 	// also be a comma-separated list or a target
-	// "loghouse://host1:8400,host2:8400" (see ParseSeeds). Required.
+	// "loghouse://host1:8400,host2:8400" (see ParseSeeds), or a DNS SRV
+	// name looked up on every resolution: "consul://loghouse" (the SRV
+	// records of loghouse.service.consul, asked of the local Consul agent
+	// at 127.0.0.1:8600; "consul://NAME?dns=HOST:PORT" asks another
+	// server) or "srv://DNS-HOST:PORT/NAME". Required.
 	Seeds []string
 	// TLS is the client's mutual TLS configuration: its certificate, and
 	// the CA and server name that servers are verified against.
@@ -87,6 +91,10 @@ type Config struct {
 	// DialOptions are added to every connection's options (after the
 	// Client's own, so they may override them).
 	DialOptions []grpc.DialOption
+
+	// dnsSeeds are the seeds found by DNS SRV lookups (srv:// and
+	// consul:// seeds), looked up again on every resolution.
+	dnsSeeds []dnsSeed
 }
 
 // withDefaults returns c with its zero fields set to the defaults and its
@@ -113,6 +121,14 @@ func (c Config) withDefaults() (Config, error) {
 	var problems []string
 	var seeds []string
 	for _, s := range c.Seeds {
+		if d, ok, err := parseDNSSeed(s); ok {
+			if err != nil {
+				problems = append(problems, err.Error())
+			} else {
+				c.dnsSeeds = append(c.dnsSeeds, d)
+			}
+			continue
+		}
 		addrs, err := ParseSeeds(s)
 		if err != nil {
 			problems = append(problems, err.Error())
@@ -121,7 +137,7 @@ func (c Config) withDefaults() (Config, error) {
 		seeds = append(seeds, addrs...)
 	}
 	c.Seeds = dedup(seeds)
-	if len(c.Seeds) == 0 && len(problems) == 0 {
+	if len(c.Seeds) == 0 && len(c.dnsSeeds) == 0 && len(problems) == 0 {
 		problems = append(problems, "no seed addresses")
 	}
 	if c.TLS == nil {
@@ -174,6 +190,17 @@ func ParseSeeds(s string) ([]string, error) {
 	return out, nil
 }
 
+// CheckSeed checks one element of Config.Seeds in any of its forms
+// (host:port lists, loghouse://, consul://, srv://) without looking
+// anything up. Errors wrap ErrInvalidConfig.
+func CheckSeed(s string) error {
+	if _, dns, err := parseDNSSeed(s); dns {
+		return err
+	}
+	_, err := ParseSeeds(s)
+	return err
+}
+
 // TLSConfigFromFiles loads a client certificate and key and the cluster CA
 // from PEM files and returns a mutual TLS configuration that accepts only
 // servers (certificates carrying tlsutil.ServerRole) of that CA.
@@ -201,9 +228,13 @@ func ConfigFromEnv() (Config, error) {
 	if len(missing) > 0 {
 		return Config{}, fmt.Errorf("%w: %s not set", ErrInvalidConfig, strings.Join(missing, ", "))
 	}
-	seeds, err := ParseSeeds(addr)
-	if err != nil {
+	seeds := []string{addr} // a DNS seed, looked up on every resolution
+	if _, dns, err := parseDNSSeed(addr); dns && err != nil {
 		return Config{}, fmt.Errorf("%s: %w", EnvAddr, err)
+	} else if !dns {
+		if seeds, err = ParseSeeds(addr); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", EnvAddr, err)
+		}
 	}
 	tlsCfg, err := TLSConfigFromFiles(ca, cert, key)
 	if err != nil {

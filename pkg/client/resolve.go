@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -45,6 +46,7 @@ func (c *Client) resolve(ctx context.Context) error {
 	c.resolving = f
 	addrs := c.resolveOrderLocked()
 	c.mu.Unlock()
+	addrs = dedup(append(addrs, c.lookupDNSSeeds(ctx)...))
 
 	f.err = c.resolveFrom(ctx, addrs)
 	c.mu.Lock()
@@ -79,6 +81,9 @@ func (c *Client) resolveOrderLocked() []string {
 }
 
 func (c *Client) resolveFrom(ctx context.Context, addrs []string) error {
+	if len(addrs) == 0 {
+		return status.Error(codes.Unavailable, "client: no server to ask: none is known, and the DNS seeds name none")
+	}
 	var (
 		lastErr  error
 		fallback *loghousev1.GetServersResponse

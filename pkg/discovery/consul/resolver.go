@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
+
+	"github.com/loghouse/loghouse/pkg/discovery/srv"
 )
 
 // Defaults of ResolverConfig.
@@ -40,7 +41,7 @@ type ResolverConfig struct {
 // for concurrent use.
 type Resolver struct {
 	cfg ResolverConfig
-	res *net.Resolver
+	res *srv.Resolver
 }
 
 // NewResolver makes a Resolver.
@@ -68,14 +69,11 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	if cfg.Datacenter != "" && !isDNSLabel(cfg.Datacenter) || !isHostName(strings.TrimSuffix(cfg.Domain, ".")) {
 		return nil, fmt.Errorf("%w: datacenter %q or domain %q is not a DNS name", ErrInvalidConfig, cfg.Datacenter, cfg.Domain)
 	}
-	server := cfg.Server
-	return &Resolver{cfg: cfg, res: &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, server)
-		},
-	}}, nil
+	res, err := srv.NewResolver(cfg.Server)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return &Resolver{cfg: cfg, res: res}, nil
 }
 
 // Name is the DNS name looked up for tag ("" for every instance): e.g.
@@ -96,31 +94,12 @@ func (r *Resolver) Name(tag string) string {
 // ErrNoInstances says DNS knew none.
 func (r *Resolver) Lookup(ctx context.Context, tag string) ([]string, error) {
 	name := r.Name(tag)
-	_, srvs, err := r.res.LookupSRV(ctx, "", "", name)
-	if err != nil {
-		if isNotFound(err) {
-			return nil, fmt.Errorf("%w: %s", ErrNoInstances, name)
-		}
-		return nil, fmt.Errorf("consul: resolve %s: %w", name, err)
-	}
-	var out []string
-	seen := map[string]bool{}
-	for _, s := range srvs {
-		port := strconv.Itoa(int(s.Port))
-		ips, err := r.res.LookupIPAddr(ctx, s.Target)
-		if err != nil {
-			return nil, fmt.Errorf("consul: resolve %s (for %s): %w", s.Target, name, err)
-		}
-		for _, ip := range ips {
-			a := net.JoinHostPort(ip.IP.String(), port)
-			if !seen[a] {
-				seen[a] = true
-				out = append(out, a)
-			}
-		}
-	}
-	if len(out) == 0 {
+	out, err := r.res.Lookup(ctx, name)
+	if errors.Is(err, srv.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrNoInstances, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
 	}
 	return out, nil
 }
@@ -137,9 +116,4 @@ func (r *Resolver) Leader(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return addrs[0], nil
-}
-
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
 }
