@@ -106,3 +106,28 @@ fuzz: ## Run each fuzz target for FUZZTIME.
 .PHONY: clean
 clean: ## Remove build outputs.
 	rm -rf $(BIN) dist
+
+NFPM_VERSION := v2.45.2
+NFPM := $(BIN)/nfpm-$(NFPM_VERSION)
+DIST ?= $(CURDIR)/dist
+VERSION ?= 0.1.0
+PKG_ARCH ?= amd64
+
+$(NFPM):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	mv $(BIN)/nfpm $@
+
+.PHONY: package
+package: $(NFPM) ## Build dist/loghoused_VERSION_amd64.deb and dist/loghoused-VERSION-1.x86_64.rpm (static binary; VERSION=0.1.0).
+	@mkdir -p $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build -trimpath -o $(DIST)/loghoused-linux-$(PKG_ARCH) ./loghoused
+	@for p in deb rpm; do \
+	  echo "nfpm package -p $$p"; \
+	  VERSION=$(VERSION) GOARCH=$(PKG_ARCH) LOGHOUSED_BINARY=$(DIST)/loghoused-linux-$(PKG_ARCH) \
+	    $(NFPM) package -f packaging/nfpm.yaml -p $$p -t $(DIST)/ || exit 1; \
+	done
+
+.PHONY: package-test
+package-test: package ## Check the packages, then install the .deb in a Debian container running systemd (Docker; root and debootstrap on first run).
+	$(GO) test -count=1 -timeout 30m -v ./packaging -args -dist=$(DIST)

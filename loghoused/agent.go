@@ -11,6 +11,7 @@ import (
 
 	"github.com/loghouse/loghouse/pkg/agent"
 	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/sdnotify"
 )
 
 // stringList is a repeatable string flag.
@@ -95,21 +96,32 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, agent.Options{Dev: *dev})
+	notify, err := sdnotify.New()
+	if err != nil {
+		return err
+	}
+	// SIGHUP is caught from here on: during start-up too, where its
+	// default action would kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	a, err := agent.New(cfg, agent.Options{Dev: *dev, Notify: notify})
 	if err != nil {
 		return err
 	}
 	if err := a.WaitReady(ctx); err != nil {
 		return closeAgent(a, err)
 	}
+	// READY=1 only now: systemctl start returns once the node serves
+	// (a lone bootstrapping node too, once it has elected itself).
+	if err := notify.Ready(); err != nil {
+		fmt.Fprintln(stderr, "loghoused: cannot tell systemd the agent is ready:", err)
+	}
 	if *dev {
 		fmt.Fprintf(stdout, "Loghouse dev agent ready on %s. Point the CLI at it with:\n\n%s\n", a.Addr(), a.DevExports())
 	} else {
 		fmt.Fprintf(stdout, "Loghouse agent %s ready on %s\n", cfg.NodeName, a.Addr())
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,13 +130,19 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return closeAgent(a, err)
 		case <-hup:
 			// A bad file keeps the running configuration; the agent
-			// logs what failed either way.
-			next, err := load()
-			if err != nil {
-				a.ReloadFailed(err)
-				continue
+			// logs what failed either way. systemd hears READY=1 after
+			// every reload, failed or not, or it would wait forever.
+			if err := notify.Reloading(); err != nil {
+				fmt.Fprintln(stderr, "loghoused:", err)
 			}
-			_ = a.Reload(next)
+			if next, err := load(); err != nil {
+				a.ReloadFailed(err)
+			} else {
+				_ = a.Reload(next)
+			}
+			if err := notify.Ready(); err != nil {
+				fmt.Fprintln(stderr, "loghoused:", err)
+			}
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/loghouse/loghouse/pkg/discovery/consul"
 	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/replication"
+	"github.com/loghouse/loghouse/pkg/sdnotify"
 	"github.com/loghouse/loghouse/pkg/server"
 	"github.com/loghouse/loghouse/pkg/telemetry"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
@@ -45,6 +46,10 @@ type Options struct {
 	// LocalGossip uses memberlist's local-network timings (fast failure
 	// detection), for tests and single-host clusters.
 	LocalGossip bool
+	// Notify tells systemd how the agent is doing (STATUS=, WATCHDOG=1,
+	// STOPPING=1); READY=1 and RELOADING=1 are the caller's, who knows
+	// when the node serves and when it reloads. Nil: nothing is sent.
+	Notify *sdnotify.Notifier
 }
 
 // Agent is a running Loghouse node.
@@ -66,6 +71,7 @@ type Agent struct {
 	consul    *consul.Client // nil unless consul.enabled
 	registrar *consul.Registrar
 	fatal     chan error
+	status    string // the last STATUS= sent; owned by clusterLoop
 	grpc      *grpc.Server
 
 	devDir     string // temporary data dir to remove, in -dev without one
@@ -215,6 +221,19 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		case <-a.stop:
 		}
 	}()
+	if a.opts.Notify.WatchdogInterval() > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.wg.Add(2)
+		go func() {
+			defer a.wg.Done()
+			<-a.stop
+			cancel()
+		}()
+		go func() {
+			defer a.wg.Done()
+			a.opts.Notify.Watchdog(ctx, a.logger.Named("sdnotify"))
+		}()
+	}
 	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
@@ -431,6 +450,9 @@ func (a *Agent) retentionLoop() {
 func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		var errs []error
+		if err := a.opts.Notify.Stopping(); err != nil && a.logger != nil {
+			a.logger.Warn("cannot tell systemd the agent is stopping", "error", err)
+		}
 		close(a.stop)
 		// Out of Consul first, so DNS stops offering the node while it
 		// drains. Consul being unreachable does not fail the shutdown.

@@ -82,6 +82,7 @@ func (a *Agent) clusterLoop() {
 		if a.registrar != nil {
 			a.registrar.SetLeader(a.node.IsLeader()) // a no-op unless it changed
 		}
+		a.setStatus()
 		if a.node.IsLeader() {
 			if err := a.reconcile(); err != nil {
 				a.logger.Warn("reconciling raft with gossip failed; retrying on the next pass", "error", err)
@@ -98,6 +99,38 @@ func (a *Agent) clusterLoop() {
 				boot.Stop()
 			}
 		}
+	}
+}
+
+// setStatus tells systemd (STATUS=) what the node is doing, when that
+// changed.
+func (a *Agent) setStatus() {
+	var st string
+	addr, id := a.node.Leader()
+	switch {
+	case a.node.IsLeader():
+		st = "leader"
+	case addr != "":
+		st = fmt.Sprintf("follower of %s (%s)", id, addr)
+	case !a.hasRaftState() && a.cfg.BootstrapExpect > 0:
+		n := 0
+		for _, m := range a.members.Members() {
+			if m.IsServer() && m.Status == membership.StatusAlive {
+				n++
+			}
+		}
+		st = fmt.Sprintf("waiting for %d servers to bootstrap (%d met)", a.cfg.BootstrapExpect, n)
+	case !a.hasRaftState():
+		st = "joining"
+	default:
+		st = "electing a leader"
+	}
+	if st == a.status {
+		return
+	}
+	a.status = st
+	if err := a.opts.Notify.Status(st); err != nil {
+		a.logger.Warn("cannot send systemd a status", "error", err)
 	}
 }
 
