@@ -19,24 +19,24 @@ func runOperator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	switch args[1] {
 	case "list-peers":
-		return raftListPeers(ctx, args[2:], stdout, stderr)
+		return listPeers(ctx, "operator raft list-peers", args[2:], stdout, stderr)
 	case "remove-peer":
 		return raftRemovePeer(ctx, args[2:], stdout, stderr)
 	}
 	return usageError{operatorUsage}
 }
 
-// raftListPeers prints the raft configuration: each server's ID, address,
+// listPeers prints the raft configuration: each server's ID, address,
 // state (leader or follower) and whether it votes.
-func raftListPeers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("operator raft list-peers", stderr)
+func listPeers(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
 	var cf clientFlags
 	cf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("list-peers takes no arguments, got %q", fs.Args())}
+		return usageError{fmt.Sprintf("%s takes no arguments, got %q", name, fs.Args())}
 	}
 	cl, err := cf.connect(ctx)
 	if err != nil {

@@ -78,7 +78,10 @@ type Agent struct {
 	devClients tlsutil.Files
 
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends with stop, for the loops that take a context.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -94,6 +97,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		opts.ShutdownTimeout = cmp.Or(cfg.Limits.ShutdownTimeout, 10*time.Second)
 	}
 	a = &Agent{cfg: cfg, opts: opts, stop: make(chan struct{}), fatal: make(chan error, 1)}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, a.Shutdown())
@@ -222,16 +226,10 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		}
 	}()
 	if a.opts.Notify.WatchdogInterval() > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		a.wg.Add(2)
+		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			<-a.stop
-			cancel()
-		}()
-		go func() {
-			defer a.wg.Done()
-			a.opts.Notify.Watchdog(ctx, a.logger.Named("sdnotify"))
+			a.opts.Notify.Watchdog(a.ctx, a.logger.Named("sdnotify"))
 		}()
 	}
 	a.wg.Add(4)
@@ -454,6 +452,7 @@ func (a *Agent) Shutdown() error {
 			a.logger.Warn("cannot tell systemd the agent is stopping", "error", err)
 		}
 		close(a.stop)
+		a.cancel()
 		// Out of Consul first, so DNS stops offering the node while it
 		// drains. Consul being unreachable does not fail the shutdown.
 		if a.registrar != nil {

@@ -65,16 +65,10 @@ func (a *Agent) startConsul(advertiseRPC string) error {
 	}
 	a.registrar.SetLeader(a.node.IsLeader())
 	if c.Join {
-		ctx, cancel := context.WithCancel(context.Background())
-		a.wg.Add(2)
+		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			<-a.stop
-			cancel()
-		}()
-		go func() {
-			defer a.wg.Done()
-			err := a.consul.RetryJoin(ctx, c.ServiceName, a.cfg.NodeName, a.members.Join,
+			err := a.consul.RetryJoin(a.ctx, c.ServiceName, a.cfg.NodeName, a.members.Join,
 				min(time.Second, a.cfg.RetryInterval), a.cfg.RetryInterval, a.cfg.RetryMax, a.logger.Named("consul"))
 			if err != nil && !errors.Is(err, context.Canceled) {
 				a.fail(err)
