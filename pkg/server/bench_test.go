@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,8 +57,8 @@ func BenchmarkProduce(b *testing.B) {
 
 // benchLoad runs op b.N times spread over callers goroutines and reports
 // records/s and MB/s (each op carrying records 256-byte records) and the
-// p50 and p99 latency of op. The baseline benchmarks use it too, so both
-// sides are measured the same way.
+// p50 and p99 latency of op, and the process's CPU time per op. The
+// baseline benchmarks use it too, so both sides are measured the same way.
 func benchLoad(b *testing.B, callers, records int, op func() error) {
 	b.Helper()
 	lat := make([][]time.Duration, callers)
@@ -66,6 +67,7 @@ func benchLoad(b *testing.B, callers, records int, op func() error) {
 	errs := make(chan error, callers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	start := time.Now()
 	for g := range callers {
 		wg.Go(func() {
@@ -81,6 +83,7 @@ func benchLoad(b *testing.B, callers, records int, op func() error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	close(errs)
 	for err := range errs {
@@ -89,10 +92,24 @@ func benchLoad(b *testing.B, callers, records int, op func() error) {
 	recs := float64(b.N * records)
 	b.ReportMetric(recs/elapsed.Seconds(), "records/s")
 	b.ReportMetric(recs*benchRecordBytes/elapsed.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1e3, "p50-ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1e3, "p99-ms")
+}
+
+// processCPU is the CPU time (user and system) the process has used. The
+// client runs in the benchmark's process too, so cpu-us/op counts both
+// sides of a call. A CPU-bound workload's records/s times its cpu-us/op is
+// the cores it kept busy.
+func processCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkConsumeStream measures how fast one ConsumeStream delivers

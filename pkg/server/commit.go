@@ -30,6 +30,8 @@ type request struct {
 	// stream, on a follower, forwards the requests of one ProduceStream
 	// in order; nil for a unary Produce.
 	stream *streamForwarder
+
+	one [1]record.Record // recs of a one-record request: saves an allocation
 }
 
 // result is what a request gets back: its records' first offset, their

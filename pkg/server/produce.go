@@ -79,7 +79,10 @@ func (s *Server) newRequest(ctx context.Context, req *loghousev1.ProduceRequest)
 		}
 		nh += len(pr.GetHeaders())
 	}
-	r := &request{ctx: ctx, recs: make([]record.Record, len(in)), done: make(chan result, 1), pb: req}
+	r := &request{ctx: ctx, done: make(chan result, 1), pb: req}
+	if r.recs = r.one[:]; len(in) > 1 {
+		r.recs = make([]record.Record, len(in))
+	}
 	headers := make([]record.Header, nh)
 	for i, pr := range in {
 		rec := &r.recs[i]
