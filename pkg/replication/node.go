@@ -223,11 +223,16 @@ func (n *Node) Leader() (addr, id string) {
 	return string(a), string(i)
 }
 
-// Close shuts raft down, then its transport, then the log. It is
-// idempotent and returns every error joined.
+// Close ends raft's connections (StreamLayer.Halt), shuts raft down, then
+// its transport, then the log. It is idempotent and returns every error
+// joined.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		// Raft's shutdown waits for its replication goroutines, which
+		// may sit in a dial or a write to a peer that is down until the
+		// transport's timeout: end those first.
+		n.stream.Halt()
 		if err := n.Raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("replication: raft shutdown: %w", err))
 		}

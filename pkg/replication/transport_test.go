@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/loghouse/loghouse/pkg/commitlog"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
+	"github.com/loghouse/loghouse/pkg/vfs"
 )
 
 // trCerts makes a CA, a server store and a client store.
@@ -193,3 +196,62 @@ type noListener struct{}
 func (noListener) Accept() (net.Conn, error) { return nil, ErrMuxClosed }
 func (noListener) Close() error              { return nil }
 func (noListener) Addr() net.Addr            { return &net.TCPAddr{} }
+
+// TestCloseDoesNotWaitForUnreachablePeers: a node whose peer accepts TCP
+// but never answers (a paused or partitioned host) has raft goroutines
+// stuck in the TLS handshake towards it. Close must end them rather than
+// wait for the handshake timeout (a minute here; the e2e tests saw 10 to
+// 20 s graceful stops with a peer down).
+func TestCloseDoesNotWaitForUnreachablePeers(t *testing.T) {
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 64)
+	defer func() {
+		hole.Close()
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c: // never read: the handshake hangs
+			default:
+				c.Close()
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "n1", Output: rtLogWriter{t}, Level: hclog.Info})
+	mux := NewMux(ln, time.Minute, logger.Named("mux"))
+	defer mux.Close()
+	node, err := NewNode(NodeConfig{
+		ID: "n1", DataDir: t.TempDir(), Advertise: ln.Addr().String(), RaftListener: mux.RaftListener(),
+		TLS: rtServerStore(t, "n1"), Bootstrap: true, Peers: []Peer{{ID: "ghost", Addr: hole.Addr().String()}},
+		Log:              commitlog.Options{FS: rtNoLockFS{vfs.OS{}}},
+		Raft:             RaftTiming{HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond},
+		HandshakeTimeout: time.Minute,
+		Logger:           logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node stands for election and dials the ghost for its vote.
+	rtWait(t, "the node to dial its peer", func() bool { return len(accepted) > 0 })
+	start := time.Now()
+	if err := node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("Close took %s: it waited for the handshake timeout", d)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,6 +21,9 @@ import (
 // (offset == committed), which returns no records and the bounds. Past the
 // end, or before the first retained record, is OutOfRange.
 func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*loghousev1.ConsumeResponse, error) {
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.waitCommitted(ctx, req.GetMinCommitted()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -55,6 +59,9 @@ func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*
 func (s *Server) ConsumeStream(req *loghousev1.ConsumeRequest, stream loghousev1.Log_ConsumeStreamServer) error {
 	ctx, done := s.callContext(stream.Context())
 	defer done()
+	if err := s.readBarrier(ctx); err != nil {
+		return err
+	}
 	if err := s.waitCommitted(ctx, req.GetMinCommitted()); err != nil {
 		return s.toStatus(ctx, err)
 	}
@@ -97,6 +104,81 @@ func (s *Server) readError(ctx context.Context, off uint64, err error) error {
 		return s.outOfRange("server: offset %d is before the first retained record", off)
 	}
 	return s.toStatus(ctx, err)
+}
+
+// readBarrier makes a read on the leader linearizable: it sees every
+// write acknowledged before it began. A new leader's commit watermark can
+// lag what the previous leader acknowledged (raft applies earlier terms'
+// entries only once an entry of the new term commits), and a deposed
+// leader that does not know it yet has a stale one; both served stale
+// reads before (found by the e2e checker). So, as raft's read index
+// (Ongaro's thesis, 6.4): once per term the leader commits and applies a
+// barrier entry of its own term; then, for each read, it takes its commit
+// index, confirms with a quorum that it still leads (VerifyLeader, one
+// heartbeat round), and waits until that index is applied. Followers
+// serve what they have committed, without waiting (monotonic, possibly
+// behind: min_committed reads one's own writes there).
+func (s *Server) readBarrier(ctx context.Context) error {
+	r := s.node.Raft
+	if r.State() != raft.Leader {
+		return nil
+	}
+	ctx, done := s.callContext(ctx)
+	defer done()
+	if err := s.leaderReady(); err != nil {
+		return s.readNotLeader(ctx, err)
+	}
+	index := r.CommitIndex()
+	if err := r.VerifyLeader().Error(); err != nil {
+		return s.readNotLeader(ctx, err)
+	}
+	// The records up to the entry at index must be visible. (Raft's own
+	// applied index is no guide: it counts entries handed to the FSM, not
+	// applied by it.) Every raft entry is in the log, with the offset
+	// after its records; an entry retention deleted is older than any
+	// record a read can see.
+	e, err := s.node.Log.Read(index)
+	if errors.Is(err, commitlog.ErrOutOfRange) && index < s.node.Log.FirstIndex() {
+		return nil
+	}
+	if err != nil {
+		return s.toStatus(ctx, err)
+	}
+	if next := e.Offset + uint64(e.Count); next > 0 {
+		if c, err := s.node.FSM.WaitCommitted(ctx, next-1); err != nil {
+			return s.toStatus(ctx, fmt.Errorf("server: wait for offset %d to be committed for a leader read (committed up to %d): %w", next-1, c, context.Cause(ctx)))
+		}
+	}
+	return nil
+}
+
+// leaderReady returns once this node, as leader, has applied a barrier
+// entry of its current term (once per term; concurrent readers wait for
+// the one barrier).
+func (s *Server) leaderReady() error {
+	term := s.node.Raft.CurrentTerm()
+	if s.readyTerm.Load() >= term {
+		return nil
+	}
+	s.barrierMu.Lock()
+	defer s.barrierMu.Unlock()
+	if s.readyTerm.Load() >= term {
+		return nil
+	}
+	if err := s.node.Raft.Barrier(s.cfg.ApplyTimeout).Error(); err != nil {
+		return err
+	}
+	s.readyTerm.Store(term)
+	return nil
+}
+
+// readNotLeader is the error of a read on a node that turned out not to
+// lead (any more): Unavailable with the leader, safe to retry there.
+func (s *Server) readNotLeader(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return s.toStatus(ctx, ctx.Err())
+	}
+	return s.notLeader(ctx, fmt.Sprintf("this node could not confirm its leadership for a read (%v)", err))
 }
 
 // waitCommitted waits until the record at offset minCommitted is

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/commitlog"
@@ -327,5 +329,45 @@ func TestConsumeStreamSplitsLargeEntries(t *testing.T) {
 			}
 			next++
 		}
+	}
+}
+
+// TestNewLeaderReadIsNotStale: a write is acknowledged with two of three
+// nodes up, leadership moves to the other survivor, and the old leader
+// stops at once. The new leader knows the entry but cannot commit in its
+// term (no quorum), so its watermark may lag the acknowledged write. A read
+// there must either see the write or fail with Unavailable, never answer
+// without it. (Before readBarrier, it answered without it: the e2e
+// checker's stale leader read.)
+func TestNewLeaderReadIsNotStale(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{})
+	leader := c.leader(t)
+	var others []*tnode
+	for _, n := range c.nodes {
+		if n != leader {
+			others = append(others, n)
+		}
+	}
+	down, next := others[0], others[1]
+	c.stopNode(down)
+	resp := produce(t, client(t, leader, "root"), values("acked", 1, 0))
+	acked := resp.BaseOffset
+	if err := leader.node.Raft.LeadershipTransferToServer(raft.ServerID(next.id), raft.ServerAddress(next.addr)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	c.stopNode(leader)
+	waitFor(t, "the survivor to lead", func() bool { return next.node.Raft.State() == raft.Leader })
+	cl := client(t, next, "root")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	got, err := cl.Consume(ctx, atOffset(0))
+	if err == nil {
+		if got.CommittedOffset <= acked {
+			t.Fatalf("the new leader served a read without the acknowledged offset %d: committed %d", acked, got.CommittedOffset)
+		}
+		return
+	}
+	if code := status.Code(err); code != codes.Unavailable {
+		t.Fatalf("read on a leader without quorum: %v, want Unavailable", err)
 	}
 }

@@ -49,6 +49,12 @@ type Server struct {
 	// tests use them to see that a caught-up stream does not spin.
 	streamWaits atomic.Int64
 	streamReads atomic.Int64
+
+	// readyTerm is the latest term in which this node, as leader, has
+	// applied a barrier: its reads may then use the read index
+	// (readBarrier). barrierMu lets one reader run the barrier.
+	readyTerm atomic.Uint64
+	barrierMu sync.Mutex
 }
 
 // New returns a Server for cfg.Node and starts its group committer and
