@@ -60,7 +60,11 @@
 // # Reads
 //
 // Reads see only records the node has committed (replication.FSM's
-// watermark), on any node. Consume answers with the records from a start
+// watermark), on any node. On the leader they are linearizable: they see
+// every write acknowledged before they began (readBarrier: a barrier once
+// per term, then raft's read index with VerifyLeader). A follower serves
+// what it has committed without asking the leader: its reads are
+// monotonic but may be behind. Consume answers with the records from a start
 // offset or time; min_committed makes it wait until the node has committed
 // that offset first (read your writes from a follower). ConsumeStream
 // sends records as they are committed and sleeps on the watermark when it
