@@ -131,3 +131,13 @@ package: $(NFPM) ## Build dist/loghoused_VERSION_amd64.deb and dist/loghoused-VE
 .PHONY: package-test
 package-test: package ## Check the packages, then install the .deb in a Debian container running systemd (Docker; root and debootstrap on first run).
 	$(GO) test -count=1 -timeout 30m -v ./packaging -args -dist=$(DIST)
+
+E2E_SOAK ?= 10m
+
+.PHONY: e2e
+e2e: ## System tests: loghoused on 3 and 5 Docker containers under kill -9, pause, partitions, restarts, wipes; checked incl. linearizability.
+	$(GO) test -race -count=1 -timeout 15m -v ./e2e
+
+.PHONY: soak
+soak: ## The e2e random fault schedules for E2E_SOAK each (LOGHOUSE_E2E_SEED replays a seed).
+	LOGHOUSE_E2E_LONG=$(E2E_SOAK) $(GO) test -count=1 -timeout 0 -v -run TestRandomFaults ./e2e

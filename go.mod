@@ -5,10 +5,12 @@ go 1.26.7
 // Raft's stores are our own (pkg/replication): raft-boltdb is not used, so
 // hashicorp/go-metrics stays at the v0.7.0 raft v1.8.0 asks for (raft-boltdb
 // v2.3.1 needs go-metrics' removed "compat" package and does not build).
-// raft-wal is used only by a baseline benchmark (pkg/server); the binary's
-// dependency test keeps it out of loghoused.
+// raft-wal is used only by a baseline benchmark (pkg/server), porcupine only
+// by the e2e checker; the binary's dependency test keeps both out of
+// loghoused.
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/casbin/casbin/v2 v2.135.0
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/hashicorp/go-hclog v1.6.3

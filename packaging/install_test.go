@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,21 +40,34 @@ type container struct {
 	name string
 }
 
-// startContainer runs image with what systemd needs in Docker: its own
-// /run and /tmp, the cgroup file system writable, and every capability
-// but CAP_SYS_RESOURCE (--privileged asks for all, and an engine that
-// lacks one, as in some sandboxes, refuses to start the container; the
-// unit's LimitNOFILE is then clamped to the container's hard limit). No
-// network: the test talks to the agent over the container's loopback.
-func startContainer(t *testing.T, image string) *container {
+// containerOpts is what differs between the test's containers.
+type containerOpts struct {
+	hostname string
+	// network is the Docker network to attach to; "none": loopback only.
+	network string
+}
+
+// randomName is prefix and 12 random hex digits: names of the test's
+// containers and networks.
+func randomName(t *testing.T, prefix string) string {
 	t.Helper()
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	c := &container{t: t, name: "loghouse-pkgtest-" + hex.EncodeToString(b)}
-	out, err := run(execTimeout, "docker", "run", "--detach", "--name", c.name, "--hostname", hostName,
-		"--label", "loghouse-test=packaging", "--network", "none",
+	return prefix + hex.EncodeToString(b)
+}
+
+// startContainer runs image with what systemd needs in Docker: its own
+// /run and /tmp, the cgroup file system writable, and every capability
+// but CAP_SYS_RESOURCE (--privileged asks for all, and an engine that
+// lacks one, as in some sandboxes, refuses to start the container; the
+// unit's LimitNOFILE is then clamped to the container's hard limit).
+func startContainer(t *testing.T, image string, opts containerOpts) *container {
+	t.Helper()
+	c := &container{t: t, name: randomName(t, "loghouse-pkgtest-")}
+	out, err := run(execTimeout, "docker", "run", "--detach", "--name", c.name, "--hostname", opts.hostname,
+		"--label", "loghouse-test=packaging", "--network", opts.network,
 		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
@@ -69,7 +84,7 @@ func startContainer(t *testing.T, image string) *container {
 				{"systemctl", "--failed", "--no-pager"},
 			} {
 				out, err := c.run(execTimeout, diag...)
-				t.Logf("%s (%v):\n%s", strings.Join(diag, " "), err, out)
+				t.Logf("%s: %s (%v):\n%s", opts.hostname, strings.Join(diag, " "), err, out)
 			}
 		}
 		if out, err := run(execTimeout, "docker", "rm", "--force", "--volumes", c.name); err != nil {
@@ -77,6 +92,96 @@ func startContainer(t *testing.T, image string) *container {
 		}
 	})
 	return c
+}
+
+// privateNetwork creates a Docker network without a way out (--internal)
+// for the cluster test's containers, removed when the test ends (after
+// the containers, which were started later).
+func privateNetwork(t *testing.T) string {
+	t.Helper()
+	name := randomName(t, "loghouse-pkgtest-")
+	mustRun(t, execTimeout, "docker", "network", "create", "--internal", "--label", "loghouse-test=packaging", name)
+	t.Cleanup(func() {
+		if out, err := run(execTimeout, "docker", "network", "rm", name); err != nil {
+			t.Errorf("docker network rm %s: %v\n%s", name, err, out)
+		}
+	})
+	return name
+}
+
+// waitBoot waits until systemd has booted. Until PID 1 has its socket,
+// systemctl cannot connect; then the state goes from "initializing" or
+// "starting" to "running", or to "degraded" if some unit failed in the
+// container, fine for these tests.
+func (c *container) waitBoot() {
+	c.t.Helper()
+	state := ""
+	waitFor(c.t, "systemd boots", func() bool {
+		out, _ := c.run(execTimeout, "systemctl", "is-system-running") // non-zero until running; the state is in the output
+		state = strings.TrimSpace(out)
+		return state == "running" || state == "degraded"
+	})
+	if state == "degraded" {
+		c.t.Logf("systemd is degraded:\n%s", c.must("systemctl", "--failed", "--no-pager"))
+	}
+}
+
+// ip is the container's address on its network.
+func (c *container) ip() string {
+	c.t.Helper()
+	out := mustRun(c.t, execTimeout, "docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c.name)
+	ip := strings.TrimSpace(out)
+	if net.ParseIP(ip) == nil {
+		c.t.Fatalf("container %s has no single IP address: %q", c.name, out)
+	}
+	return ip
+}
+
+// copyIn copies a host file or directory into the container.
+func (c *container) copyIn(src, dst string) {
+	c.t.Helper()
+	mustRun(c.t, execTimeout, "docker", "cp", src, c.name+":"+dst)
+}
+
+// provisionDir holds the Vagrant testbed's provisioning scripts, which
+// the container tests run as the VMs do, from guestProvision.
+var provisionDir = filepath.Join(repo, "vagrant", "provision")
+
+const guestProvision = "/root/provision"
+
+// provision runs one of the provisioning scripts in the container (copied
+// in by copyIn(provisionDir, guestProvision)) and returns its output.
+func (c *container) provision(timeout time.Duration, script string, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(timeout, append([]string{guestProvision + "/" + script}, args...)...)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", script, strings.Join(args, " "), err, out)
+	}
+	c.t.Logf("%s %s:\n%s", script, strings.Join(args, " "), strings.TrimRight(out, "\n"))
+	return out
+}
+
+// smokeSection is what smoke.sh printed under its "== COMMAND" line for the
+// first command that starts with prefix, or "" if none did.
+func smokeSection(out, prefix string) string {
+	var b strings.Builder
+	in := false
+	for _, l := range strings.SplitAfter(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "== "):
+			if in {
+				return b.String()
+			}
+			in = strings.HasPrefix(l, "== "+prefix)
+		case strings.HasPrefix(l, "smoke.sh: "):
+			if in {
+				return b.String()
+			}
+		case in:
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
 
 // run runs a command in the container.
@@ -223,53 +328,35 @@ func (c *container) checkOpenFiles() {
 	}
 }
 
+// TestDebInstallSystemd installs the .deb in a container running systemd
+// with the Vagrant testbed's install-loghouse.sh, checks it with its
+// smoke.sh, and then takes the agent through reinstall, reload, watchdog,
+// restart, stop and purge.
 func TestDebInstallSystemd(t *testing.T) {
 	deb, _ := packages(t)
 	requireDocker(t)
 	image := systemdImage(t)
 	begin := time.Now()
-	c := startContainer(t, image)
+	// No network: the test talks to the agent over the container's
+	// loopback.
+	c := startContainer(t, image, containerOpts{hostname: hostName, network: "none"})
 
 	step := func(s string) { t.Logf("== %s (%s)", s, time.Since(begin).Round(100*time.Millisecond)) }
 
 	step("boot")
-	// Until PID 1 has its socket, systemctl cannot connect; then the
-	// state goes from "initializing"/"starting" to "running", or to
-	// "degraded" if some unit failed in the container, fine for this test.
-	state := ""
-	waitFor(t, "systemd boots", func() bool {
-		out, _ := c.run(execTimeout, "systemctl", "is-system-running") // non-zero until running; the state is in the output
-		state = strings.TrimSpace(out)
-		return state == "running" || state == "degraded"
-	})
-	if state == "degraded" {
-		t.Logf("systemd is degraded:\n%s", c.must("systemctl", "--failed", "--no-pager"))
-	}
+	c.waitBoot()
 
-	step("install")
-	if out, err := run(execTimeout, "docker", "cp", deb, c.name+":/root/loghoused.deb"); err != nil {
-		t.Fatalf("docker cp: %v\n%s", err, out)
-	}
-	out := c.must("dpkg", "-i", "/root/loghoused.deb")
+	step("install-loghouse.sh: install and start, then smoke.sh at once")
+	c.copyIn(deb, "/root/loghoused.deb")
+	c.copyIn(provisionDir, guestProvision)
+	out := c.provision(startTimeout, "install-loghouse.sh", "/root/loghoused.deb")
 	if !strings.Contains(out, "made a CA") {
 		t.Errorf("first install did not make the certificates:\n%s", out)
 	}
-	checkInstalled(t, c)
-
-	step("reinstall (the upgrade path) keeps the certificates")
-	before := c.must("sh", "-c", "sha256sum "+tlsDir+"/*.pem")
-	if out := c.must("dpkg", "-i", "/root/loghoused.deb"); strings.Contains(out, "made a CA") {
-		t.Errorf("reinstall made new certificates:\n%s", out)
-	}
-	if after := c.must("sh", "-c", "sha256sum "+tlsDir+"/*.pem"); after != before {
-		t.Errorf("reinstall changed the certificates:\n%s\nthen:\n%s", before, after)
-	}
-
-	step("start, then produce at once")
-	if out, err := c.run(startTimeout, "systemctl", "start", "loghoused"); err != nil {
-		t.Fatalf("systemctl start: %v\n%s", err, out)
-	}
-	if got := c.cli("produce", "hello", "world"); got != "0\n1\n" {
+	// smoke.sh asks once (-wait 0 by default): a server that said it
+	// was ready must answer with a leader.
+	smoke := c.provision(execTimeout, "smoke.sh", "hello", "world")
+	if got := smokeSection(smoke, "loghoused produce"); got != "0\n1\n" {
 		t.Errorf("produce printed %q, want offsets 0 and 1", got)
 	}
 	c.checkReadyAfterLeader()
@@ -277,9 +364,23 @@ func TestDebInstallSystemd(t *testing.T) {
 	if got := c.cli("consume"); got != "hello\nworld\n" {
 		t.Errorf("consume printed %q", got)
 	}
+	checkInstalled(t, c)
+
+	step("install-loghouse.sh again (the upgrade path) keeps the certificates and the running agent")
+	before := c.must("sh", "-c", "sha256sum "+tlsDir+"/*.pem")
+	pid := c.show("MainPID")["MainPID"]
+	if out := c.provision(startTimeout, "install-loghouse.sh", "/root/loghoused.deb"); strings.Contains(out, "made a CA") {
+		t.Errorf("reinstall made new certificates:\n%s", out)
+	}
+	if after := c.must("sh", "-c", "sha256sum "+tlsDir+"/*.pem"); after != before {
+		t.Errorf("reinstall changed the certificates:\n%s\nthen:\n%s", before, after)
+	}
+	if p := c.show("MainPID", "NRestarts", "ActiveState"); p["MainPID"] != pid || p["NRestarts"] != "0" || p["ActiveState"] != "active" {
+		t.Errorf("after reinstall: %v, want the agent still running as MainPID=%s", p, pid)
+	}
 
 	step("reload")
-	pid := c.show("MainPID")["MainPID"]
+	pid = c.show("MainPID")["MainPID"]
 	reloads := c.countLines("loghoused: reloaded")
 	c.must("systemctl", "reload", "loghoused")
 	waitFor(t, "the agent logs the reload", func() bool { return c.countLines("loghoused: reloaded") > reloads })
@@ -326,6 +427,19 @@ func TestDebInstallSystemd(t *testing.T) {
 	p := c.show("ActiveState", "Result", "ExecMainStatus")
 	if p["ActiveState"] != "inactive" || p["Result"] != "success" || p["ExecMainStatus"] != "0" {
 		t.Errorf("after stop: %v, want inactive, success, status 0", p)
+	}
+
+	step("configure-loghouse.sh refuses a server with a cluster of its own")
+	c.provision(execTimeout, "make-cluster-secrets.sh", "/root/cluster", hostName+"=127.0.0.1")
+	config := c.must("cat", "/etc/loghouse/config.hcl")
+	if out, err := c.run(execTimeout, guestProvision+"/configure-loghouse.sh", "-secrets", "/root/cluster", hostName, "127.0.0.1"); err == nil || !strings.Contains(out, "empty /var/lib/loghouse") {
+		t.Errorf("configure-loghouse.sh on a server with raft state: %v, want it refused:\n%s", err, out)
+	}
+	if got := c.must("cat", "/etc/loghouse/config.hcl"); got != config {
+		t.Errorf("the refused configure-loghouse.sh changed config.hcl:\n%s", got)
+	}
+	if after := c.must("sh", "-c", "sha256sum "+tlsDir+"/*.pem"); after != before {
+		t.Errorf("the refused configure-loghouse.sh changed the certificates:\n%s\nthen:\n%s", before, after)
 	}
 
 	step("purge a running agent")
@@ -411,4 +525,153 @@ func checkInstalled(t *testing.T, c *container) {
 		t.Errorf("systemd-analyze verify in the container is not clean:\n%s", out)
 	}
 	t.Logf("systemd-analyze security: %s", tail(c.must("systemd-analyze", "security", "--no-pager", "loghoused.service"), 1))
+}
+
+// TestDebClusterSystemd provisions three containers running systemd, on a
+// private network, as the Vagrant testbed provisions its VMs (without
+// Consul, which needs the Internet): install-loghouse.sh -no-start,
+// make-cluster-secrets.sh in the first (the Vagrantfile runs it on the
+// host), configure-loghouse.sh with the others' addresses, and smoke.sh,
+// which must see three voters. Then configuring a node again changes
+// nothing, and the cluster serves with one server stopped.
+func TestDebClusterSystemd(t *testing.T) {
+	deb, _ := packages(t)
+	requireDocker(t)
+	image := systemdImage(t)
+	begin := time.Now()
+	step := func(s string) { t.Logf("== %s (%s)", s, time.Since(begin).Round(100*time.Millisecond)) }
+
+	step("boot")
+	network := privateNetwork(t)
+	names := []string{"node1", "node2", "node3"}
+	nodes := make([]*container, len(names))
+	for i, name := range names {
+		nodes[i] = startContainer(t, image, containerOpts{hostname: name, network: network})
+	}
+	// Docker assigns the addresses; they are known before anything is
+	// configured, as the Vagrantfile's static ones are.
+	ips := make([]string, len(nodes))
+	pairs := make([]string, len(nodes))
+	addrs := make([]string, len(nodes))
+	for i, c := range nodes {
+		c.waitBoot()
+		ips[i] = c.ip()
+		pairs[i] = names[i] + "=" + ips[i]
+		addrs[i] = net.JoinHostPort(ips[i], "8400")
+	}
+	t.Logf("nodes: %s", strings.Join(pairs, " "))
+
+	step("install-loghouse.sh -no-start")
+	for _, c := range nodes {
+		c.copyIn(deb, "/root/loghoused.deb")
+		c.copyIn(provisionDir, guestProvision)
+		c.provision(execTimeout, "install-loghouse.sh", "-no-start", "/root/loghoused.deb")
+		if p := c.show("ActiveState", "UnitFileState"); p["ActiveState"] != "inactive" || p["UnitFileState"] != "disabled" {
+			t.Errorf("after install -no-start: %v, want inactive and disabled", p)
+		}
+	}
+
+	step("make-cluster-secrets.sh, shared with the others")
+	nodes[0].provision(execTimeout, "make-cluster-secrets.sh", append([]string{"/root/cluster"}, pairs...)...)
+	shared := filepath.Join(t.TempDir(), "cluster")
+	mustRun(t, execTimeout, "docker", "cp", nodes[0].name+":/root/cluster", shared)
+	for _, c := range nodes[1:] {
+		c.copyIn(shared, "/root/cluster")
+	}
+
+	step("configure-loghouse.sh")
+	configure := func(i int) string {
+		args := []string{"-secrets", "/root/cluster", names[i], ips[i]}
+		for j, ip := range ips {
+			if j != i {
+				args = append(args, ip)
+			}
+		}
+		return nodes[i].provision(execTimeout, "configure-loghouse.sh", args...)
+	}
+	for i := range nodes {
+		if out := configure(i); !strings.Contains(out, "loghoused starting") {
+			t.Errorf("%s: configure-loghouse.sh did not start the agent:\n%s", names[i], out)
+		}
+	}
+
+	step("smoke.sh: three voters")
+	out := nodes[0].provision(startTimeout, "smoke.sh", "-voters", "3", "-wait", "120", "-addr", strings.Join(addrs, ","), "three", "servers")
+	checkPeers(t, smokeSection(out, "loghoused operator raft list-peers"), names, addrs)
+	members := smokeSection(out, "loghoused members")
+	for i, name := range names {
+		if !regexp.MustCompile(`(?m)^` + name + `\s+\S+\s+` + regexp.QuoteMeta(addrs[i]) + `\s+alive\s+server\s*$`).MatchString(members) {
+			t.Errorf("members has no alive server %s at %s:\n%s", name, addrs[i], members)
+		}
+	}
+
+	// The cluster's certificates replaced the package's own, without the
+	// CA key; root's login shells find the cluster.
+	wantTLS := "client-root-key.pem client-root.pem loghouse-agent-ca.pem server-key.pem server-node1-key.pem server-node1.pem server.pem"
+	if got := strings.Join(strings.Fields(nodes[0].must("ls", "-A", tlsDir)), " "); got != wantTLS {
+		t.Errorf("%s holds %s, want %s", tlsDir, got, wantTLS)
+	}
+	nodes[0].must("cmp", "/root/cluster/loghouse-agent-ca.pem", tlsDir+"/loghouse-agent-ca.pem")
+	if out := nodes[0].must("sh", "-lc", "loghoused servers"); strings.Count(out, ":8400") != len(nodes) {
+		t.Errorf("loghoused servers in a login shell (/etc/profile.d/loghouse-cli.sh):\n%s", out)
+	}
+
+	step("configure-loghouse.sh again changes nothing")
+	pid := nodes[1].show("MainPID")["MainPID"]
+	if out := configure(1); !strings.Contains(out, "running, unchanged") {
+		t.Errorf("configuring again:\n%s\nwant the agent left running, unchanged", out)
+	}
+	if p := nodes[1].show("MainPID", "NRestarts"); p["MainPID"] != pid || p["NRestarts"] != "0" {
+		t.Errorf("after configuring again: %v, want MainPID=%s and no restart", p, pid)
+	}
+
+	// Before a server stops: raft logs its failed heartbeats to it as
+	// errors.
+	step("journals: the cluster formed without errors")
+	for i, c := range nodes {
+		for _, l := range c.journal() {
+			if strings.Contains(l, "[ERROR]") {
+				t.Errorf("%s: error in the journal: %s", names[i], l)
+			}
+		}
+	}
+
+	step("node3 stopped: the others serve")
+	nodes[2].must("systemctl", "stop", "loghoused")
+	out = nodes[1].provision(startTimeout, "smoke.sh", "-voters", "3", "-wait", "60", "-addr", strings.Join(addrs[:2], ","), "node3", "down")
+	if got := smokeSection(out, "loghoused produce"); got != "2\n3\n" {
+		t.Errorf("produce printed %q, want offsets 2 and 3", got)
+	}
+
+	step("done")
+}
+
+// checkPeers checks list-peers' table: every server a voter at its
+// address, one of them the leader.
+func checkPeers(t *testing.T, table string, names, addrs []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != len(names)+1 {
+		t.Fatalf("list-peers printed %d servers, want %d:\n%s", len(lines)-1, len(names), table)
+	}
+	got := map[string][]string{}
+	leaders := 0
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != 4 {
+			t.Fatalf("list-peers line %q", l)
+		}
+		got[f[0]] = f[1:]
+		if f[2] == "leader" {
+			leaders++
+		}
+	}
+	for i, name := range names {
+		if g := got[name]; len(g) != 3 || g[0] != addrs[i] || g[2] != "true" {
+			t.Errorf("list-peers: %s is %q, want a voter at %s", name, g, addrs[i])
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("list-peers shows %d leaders:\n%s", leaders, table)
+	}
 }
