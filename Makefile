@@ -141,3 +141,9 @@ e2e: ## System tests: loghoused on 3 and 5 Docker containers under kill -9, paus
 .PHONY: soak
 soak: ## The e2e random fault schedules for E2E_SOAK each (LOGHOUSE_E2E_SEED replays a seed).
 	LOGHOUSE_E2E_LONG=$(E2E_SOAK) $(GO) test -count=1 -timeout 0 -v -run TestRandomFaults ./e2e
+
+COMPARE_FLAGS ?=
+
+.PHONY: compare
+compare: ## Loghouse beside raw baselines and NATS JetStream on this machine (bench/; short mode, a few minutes, writes bench/REPORT.md; COMPARE_FLAGS=-mode full for the long run).
+	cd bench && $(GO) run ./cmd/compare $(COMPARE_FLAGS)

@@ -1,8 +1,9 @@
 // Command loghoused is the Loghouse daemon and its command-line client.
 //
 // Run "loghoused help" for the commands: the agent (the daemon), the client
-// commands (produce, consume, servers, members, operator), certificate and
-// key tools (tls, keygen), and storage tools (demo, log dump).
+// commands (produce, consume, servers, members, operator), a load
+// generator (bench), configuration, certificate and key tools (validate,
+// tls, keygen), and storage tools (demo, log dump).
 package main
 
 import (
@@ -56,6 +57,8 @@ Commands:
               without starting: loghoused validate FILE...
   tls         make certificates: "tls ca create", "tls cert create
               -server|-client -name NAME"
+  bench       load generator: "bench produce", "bench consume" print
+              throughput and latency percentiles (-json for machines)
   demo        exercise the storage engine alone in a temporary directory
   log dump    print the segments and entries of a log directory
   help        show this text
@@ -98,6 +101,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runValidate(ctx, args[1:], stdout, stderr)
 	case "tls":
 		return runTLS(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "log":

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/loghouse/loghouse/pkg/loadgen"
+)
+
+// options are the comparison's settings.
+type options struct {
+	mode           string
+	rounds         int
+	duration       time.Duration
+	warmup         time.Duration
+	sizes          []int
+	producers      []int
+	batch          int
+	inflight       int
+	consumeRecords int
+	systems        []string
+	timeout        time.Duration
+	attempt        time.Duration
+	report         string
+	loghoused      string
+	args           []string
+}
+
+var allSystems = []string{"fsync", "grpc", "raft3", "lh1", "lh1-none", "lh3", "js1", "js1-always", "js3", "js3-always"}
+
+func systemsByName() map[string]system {
+	return map[string]system{
+		"fsync": childSystem("fsync", "write+fdatasync loop on a plain file, 1 writer (baseline)", "fsync-bench",
+			func(w workload) bool { return !w.Consume && w.Producers == 1 }),
+		"grpc": grpcSystem(),
+		"raft3": childSystem("raft3", "3 raw hashicorp/raft nodes in one process over TCP, Loghouse's log store with fsync per batch, no TLS (baseline)", "raft-bench",
+			func(w workload) bool { return !w.Consume }),
+		"lh1":        loghouseSystem("lh1", "Loghouse, 1 node, sync always", 1, "always", true),
+		"lh1-none":   loghouseSystem("lh1-none", "Loghouse, 1 node, sync none", 1, "none", false),
+		"lh3":        loghouseSystem("lh3", "Loghouse, 3 nodes, sync always", 3, "always", true),
+		"js1":        natsSystem("js1", "JetStream R1 file stream, defaults (fsync every 2 min)", 1, false),
+		"js1-always": natsSystem("js1-always", "JetStream R1 file stream, sync_interval: always", 1, true),
+		"js3":        natsSystem("js3", "JetStream R3 file stream, defaults (fsync every 2 min)", 3, false),
+		"js3-always": natsSystem("js3-always", "JetStream R3 file stream, sync_interval: always", 3, true),
+	}
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := options{args: args}
+	fs.StringVar(&o.mode, "mode", "short", "short (256 B records, a smaller log: a few minutes) or full (64 B, 256 B and 4 KiB records, longer runs)")
+	rounds := fs.Int("rounds", 0, "rounds (default: 3 short, 5 full)")
+	duration := fs.Duration("duration", 0, "measured period of each workload (default: 1s short, 5s full)")
+	warmup := fs.Duration("warmup", 0, "warm-up of each workload (default: 500ms short, 1s full)")
+	consume := fs.Int("consume-records", 0, "records in the log the consumers read (default: 300,000 short, 2,000,000 full)")
+	systems := fs.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated")
+	producers := fs.String("producers", "1,8,64", "producer counts, comma-separated")
+	fs.IntVar(&o.batch, "batch", 64, "records per request of the streaming/batched workloads")
+	fs.IntVar(&o.inflight, "inflight", 4, "requests in flight per producer of the streaming/batched workloads")
+	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on starting or stopping a server and on a consume pass")
+	fs.DurationVar(&o.attempt, "attempt-timeout", 5*time.Second, "bound on one attempt of a set-up call that is retried (creating the JetStream stream)")
+	fs.StringVar(&o.loghoused, "loghoused", "", "a loghoused binary to use (default: build ./loghoused of the loghouse module)")
+	fs.StringVar(&o.report, "report", "", "Markdown report to write (default: REPORT.md in short mode, REPORT-full.md in full mode; \"-\" for none)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	full := o.mode == "full"
+	if !full && o.mode != "short" {
+		return o, fmt.Errorf("-mode %q: want short or full", o.mode)
+	}
+	pick := func(v, short, long int) int {
+		if v != 0 {
+			return v
+		}
+		if full {
+			return long
+		}
+		return short
+	}
+	pickD := func(v, short, long time.Duration) time.Duration {
+		if v != 0 {
+			return v
+		}
+		if full {
+			return long
+		}
+		return short
+	}
+	o.rounds = pick(*rounds, 3, 5)
+	o.duration = pickD(*duration, time.Second, 5*time.Second)
+	o.warmup = pickD(*warmup, 500*time.Millisecond, time.Second)
+	o.consumeRecords = pick(*consume, 300_000, 2_000_000)
+	o.sizes = []int{256}
+	if full {
+		o.sizes = []int{64, 256, 4096}
+	}
+	if o.report == "" {
+		o.report = "REPORT.md"
+		if full {
+			o.report = "REPORT-full.md"
+		}
+	}
+	known := systemsByName()
+	for _, s := range strings.Split(*systems, ",") {
+		if _, ok := known[s]; !ok {
+			return o, fmt.Errorf("-systems: unknown %q (known: %s)", s, strings.Join(allSystems, ","))
+		}
+		o.systems = append(o.systems, s)
+	}
+	for _, p := range strings.Split(*producers, ",") {
+		var n int
+		if _, err := fmt.Sscan(p, &n); err != nil || n < 1 {
+			return o, fmt.Errorf("-producers: bad count %q", p)
+		}
+		o.producers = append(o.producers, n)
+	}
+	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.warmup < 0 {
+		return o, errors.New("rounds, batch, inflight and duration must be positive")
+	}
+	return o, nil
+}
+
+// workloads lists what each system runs: the consume workload, then
+// unary and streaming produce for each producer count and record size.
+func (o options) workloads() []workload {
+	ws := []workload{{Name: "consume", Consume: true, Size: 256, Records: o.consumeRecords, Batch: 1000}}
+	for _, size := range o.sizes {
+		for _, mode := range []string{"unary", "stream"} {
+			for _, p := range o.producers {
+				w, err := produceWorkload(fmt.Sprintf("%s-%d", mode, p), size, o.batch, o.inflight)
+				if err != nil {
+					panic(err) // built from valid parts above
+				}
+				ws = append(ws, w)
+			}
+		}
+	}
+	return ws
+}
+
+// compare runs the comparison.
+func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	e := &env{opts: o}
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if e.work, err = os.MkdirTemp("", "loghouse-compare-"); err != nil {
+		return err
+	}
+	e.logDir = filepath.Join(e.work, "logs")
+	if err := os.MkdirAll(e.logDir, 0o700); err != nil {
+		return err
+	}
+	e.procs = &procs{logDir: e.logDir, startTimeout: o.timeout, stopTimeout: o.timeout}
+	keepWork := false
+	defer func() {
+		err = errors.Join(err, e.procs.stopAll())
+		if !keepWork {
+			_ = os.RemoveAll(e.work) // scratch space
+		}
+	}()
+	fmt.Fprintf(stderr, "compare: scratch directory %s (logs in logs/)\n", e.work)
+	if e.bin = o.loghoused; e.bin == "" {
+		if e.bin, err = buildLoghoused(ctx, e.work); err != nil {
+			return err
+		}
+	}
+	if out, err := exec.CommandContext(ctx, e.bin, "bench", "help").CombinedOutput(); err != nil {
+		return fmt.Errorf("%s has no working bench command (%w): %s", e.bin, err, firstLine(string(out)))
+	}
+	if e.certs, err = makeCerts(filepath.Join(e.work, "tls"), []string{"n1", "n2", "n3", "baseline"}); err != nil {
+		return err
+	}
+	known := systemsByName()
+	ws := o.workloads()
+	all := map[string]map[string][]loadgen.Result{}
+	failures := map[string][]string{}
+	for round := range o.rounds {
+		order := slices.Clone(o.systems)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, name := range order {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sys := known[name]
+			var mine []workload
+			for _, w := range ws {
+				if sys.applies(w) {
+					mine = append(mine, w)
+				}
+			}
+			t0 := time.Now()
+			res, err := sys.run(ctx, e, mine)
+			if all[name] == nil {
+				all[name] = map[string][]loadgen.Result{}
+			}
+			for k, r := range res {
+				all[name][k] = append(all[name][k], r)
+				fmt.Fprintf(stderr, "round %d/%d %-10s %-18s %12s records/s  p99 %s\n", round+1, o.rounds, name, k, thousands(r.RecordsPerSec), fmtMs(r.Latency.P99Ms))
+				if r.Errors > 0 {
+					// Not counted in the tables; listed as a failure.
+					failures[name] = append(failures[name], fmt.Sprintf("round %d, %s: %d of %d clients failed, the first: %s", round+1, k, r.Errors, r.Workers, r.FirstError))
+				}
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				keepWork = true
+				msg := fmt.Sprintf("round %d: %v", round+1, err)
+				failures[name] = append(failures[name], msg)
+				fmt.Fprintf(stderr, "round %d/%d %s FAILED: %v\n", round+1, o.rounds, name, err)
+			}
+			fmt.Fprintf(stderr, "round %d/%d %s done in %s\n", round+1, o.rounds, name, time.Since(t0).Round(100*time.Millisecond))
+		}
+	}
+	rep := report{opts: o, systems: known, workloads: ws, results: all, failures: failures, started: started, elapsed: time.Since(started)}
+	md := rep.markdown()
+	fmt.Fprint(stdout, md)
+	if o.report != "-" {
+		if err := os.WriteFile(o.report, []byte(md), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "compare: wrote %s\n", o.report)
+	}
+	if len(failures) > 0 {
+		return fmt.Errorf("%d systems failed at least once; logs kept in %s", len(failures), e.logDir)
+	}
+	return nil
+}
+
+// buildLoghoused builds the loghoused binary of the module this one
+// replaces into dir.
+func buildLoghoused(ctx context.Context, dir string) (string, error) {
+	src, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/loghouse/loghouse").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the loghouse module (run compare from bench/): %w", err)
+	}
+	bin := filepath.Join(dir, "loghoused")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./loghoused")
+	cmd.Dir = strings.TrimSpace(string(src))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building loghoused: %w\n%s", err, out)
+	}
+	return bin, nil
+}

@@ -1,0 +1,306 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeServer serves one operation at a time per fakeServer, taking
+// service each: a queue in front of a single server.
+type fakeServer struct {
+	mu      sync.Mutex
+	service time.Duration
+}
+
+func (s *fakeServer) serve(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := time.NewTimer(s.service)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pipe is a pipelined Worker over a fakeServer: Send queues, a goroutine
+// serves in order, Recv takes results in order.
+type pipe struct {
+	srv     *fakeServer
+	records int
+	results chan error
+}
+
+func (p *pipe) Send(ctx context.Context) error {
+	go func() {
+		// Completion order equals send order only because the server
+		// is serial and the goroutines queue on its mutex in order
+		// most of the time; Recv does not care which finished.
+		p.results <- p.srv.serve(ctx)
+	}()
+	return nil
+}
+
+func (p *pipe) Recv(ctx context.Context) (int, error) {
+	select {
+	case err := <-p.results:
+		return p.records, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := Config{Duration: time.Millisecond}
+	tests := []struct {
+		name    string
+		cfg     Config
+		workers int
+	}{
+		{"no workers", ok, 0},
+		{"no duration", Config{}, 1},
+		{"negative rate", Config{Duration: time.Second, Rate: -1}, 1},
+		{"negative warm-up", Config{Duration: time.Second, Warmup: -1}, 1},
+		{"progress without interval", Config{Duration: time.Second, Progress: func(Progress) {}}, 1},
+		{"negative inflight", Config{Duration: time.Second, Inflight: -2}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := make([]Worker, tt.workers)
+			for i := range ws {
+				ws[i] = Call(func(context.Context) (int, error) { return 1, nil })
+			}
+			if _, err := Run(context.Background(), tt.cfg, ws); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("Run = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+// TestClosedLoop: throughput and counts add up, records per op included,
+// and warm-up operations are not measured.
+func TestClosedLoop(t *testing.T) {
+	var calls atomic.Int64
+	ws := make([]Worker, 3)
+	for i := range ws {
+		ws[i] = Call(func(context.Context) (int, error) {
+			calls.Add(1)
+			time.Sleep(time.Millisecond) // the operation's cost, not a wait for a condition
+			return 4, nil
+		})
+	}
+	var progress []Progress
+	res, err := Run(context.Background(), Config{
+		RecordsPerOp: 4, RecordBytes: 100, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond,
+		Progress: func(p Progress) { progress = append(progress, p) }, ProgressInterval: 20 * time.Millisecond,
+	}, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Ops == 0 || res.Records != 4*res.Ops || res.Errors != 0 || res.Backlog != 0 {
+		t.Fatalf("ops %d records %d errors %d backlog %d", res.Ops, res.Records, res.Errors, res.Backlog)
+	}
+	if res.Ops >= calls.Load() {
+		t.Fatalf("measured %d of %d calls: the warm-up was measured", res.Ops, calls.Load())
+	}
+	if res.ElapsedSec < 0.199 || res.ElapsedSec > 0.201 {
+		t.Fatalf("elapsed %vs, want the duration", res.ElapsedSec)
+	}
+	if d := res.MBPerSec - res.RecordsPerSec*100/1e6; d > 1e-9 || d < -1e-9 {
+		t.Fatalf("MB/s %v for %v records/s of 100 bytes", res.MBPerSec, res.RecordsPerSec)
+	}
+	if res.Latency.Count != uint64(res.Ops) || res.Latency.P50Ms < 1 || res.Latency.MaxMs < res.Latency.P99Ms {
+		t.Fatalf("latency %+v", res.Latency)
+	}
+	if len(progress) < 2 || !progress[0].Warmup || progress[len(progress)-1].Warmup {
+		t.Fatalf("progress %+v", progress)
+	}
+}
+
+// TestOpenLoopCountsQueueing: a server that takes 4ms per operation, asked
+// for one every 2ms, falls behind; latency from the intended send time
+// shows the growing queue (a closed loop would report 4ms throughout),
+// the achieved rate is the server's, not the target, and the backlog
+// shows.
+func TestOpenLoopCountsQueueing(t *testing.T) {
+	srv := &fakeServer{service: 4 * time.Millisecond}
+	w := Call(func(ctx context.Context) (int, error) { return 1, srv.serve(ctx) })
+	res, err := Run(context.Background(), Config{Rate: 500, Warmup: 100 * time.Millisecond, Duration: 300 * time.Millisecond}, []Worker{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	// 200 due in 400ms; at most 100 served, 75 in the measured 300ms,
+	// which waited from ~50ms (100ms in, 25 behind) to ~200ms.
+	if res.Ops < 50 || res.Ops > 80 || res.Backlog < 95 || res.Backlog > 160 {
+		t.Fatalf("ops %d backlog %d, want about 75 and 125", res.Ops, res.Backlog)
+	}
+	if res.Latency.MaxMs < 100 || res.Latency.P50Ms < 30 {
+		t.Fatalf("latency %+v: queueing is hidden", res.Latency)
+	}
+	if res.RecordsPerSec > 270 {
+		t.Fatalf("%v records/s from a server that does 250/s", res.RecordsPerSec)
+	}
+}
+
+// TestSlowerThanThePeriod: operations slower than the whole measured
+// period still count when they complete in it.
+func TestSlowerThanThePeriod(t *testing.T) {
+	p := &pipe{srv: &fakeServer{service: 30 * time.Millisecond}, records: 1, results: make(chan error, 16)}
+	// 16 queued at once at the start take 480ms; the period is
+	// 100-300ms: about 7 complete in it, each having waited > 100ms.
+	res, err := Run(context.Background(), Config{Inflight: 16, Warmup: 100 * time.Millisecond, Duration: 200 * time.Millisecond}, []Worker{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Ops < 4 || res.Ops > 8 || res.Latency.MinMs < 100 {
+		t.Fatalf("ops %d latency %+v", res.Ops, res.Latency)
+	}
+}
+
+// TestOpenLoopOnTime: a fast server at a modest rate meets the rate, and
+// latency stays near the service time.
+func TestOpenLoopOnTime(t *testing.T) {
+	ws := make([]Worker, 2)
+	for i := range ws {
+		ws[i] = Call(func(context.Context) (int, error) { return 2, nil })
+	}
+	res, err := Run(context.Background(), Config{Rate: 2000, RecordsPerOp: 2, Warmup: 50 * time.Millisecond, Duration: 500 * time.Millisecond}, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backlog > 2 {
+		t.Errorf("backlog %d: a fast server keeps up", res.Backlog)
+	}
+	t.Logf("%+v", res)
+	// 2000 records/s of 2 per op over 500ms: 500 ops.
+	if res.Ops < 490 || res.Ops > 510 || res.Records != 2*res.Ops {
+		t.Fatalf("ops %d records %d, want about 500", res.Ops, res.Records)
+	}
+	if res.RecordsPerSec < 1800 || res.RecordsPerSec > 2100 {
+		t.Fatalf("%v records/s at a target of 2000", res.RecordsPerSec)
+	}
+}
+
+// TestPipelined: with a window of 8, a 2ms serial server is kept busy
+// (throughput ~500 ops/s), and the window bounds the latency at ~8
+// service times.
+func TestPipelined(t *testing.T) {
+	p := &pipe{srv: &fakeServer{service: 2 * time.Millisecond}, records: 10, results: make(chan error, 64)}
+	res, err := Run(context.Background(), Config{RecordsPerOp: 10, Inflight: 8, Duration: 300 * time.Millisecond}, []Worker{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.OpsPerSec < 300 || res.OpsPerSec > 520 || res.Records != 10*res.Ops {
+		t.Fatalf("%v ops/s, %d records for %d ops", res.OpsPerSec, res.Records, res.Ops)
+	}
+	if res.Latency.P50Ms < 8 || res.Latency.P99Ms > 40 {
+		t.Fatalf("latency %+v, want ~16ms (8 in front of each)", res.Latency)
+	}
+}
+
+// TestWorkerErrorsAndDone: a failing worker stops and is counted; workers
+// that run out of work end the run early.
+func TestWorkerErrorsAndDone(t *testing.T) {
+	boom := errors.New("boom")
+	var n atomic.Int64
+	failing := Call(func(context.Context) (int, error) {
+		if n.Add(1) > 3 {
+			return 0, boom
+		}
+		return 1, nil
+	})
+	left := atomic.Int64{}
+	left.Store(100)
+	finite := Call(func(context.Context) (int, error) {
+		if left.Add(-1) < 0 {
+			return 0, ErrDone
+		}
+		return 1, nil
+	})
+	start := time.Now()
+	res, err := Run(context.Background(), Config{Duration: 10 * time.Second}, []Worker{failing, finite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("the run did not end when its workers had")
+	}
+	if res.Errors != 1 || res.FirstError != "boom" || res.Records != 103 {
+		t.Fatalf("errors %d %q records %d", res.Errors, res.FirstError, res.Records)
+	}
+	if res.ElapsedSec > 5 {
+		t.Fatalf("elapsed %vs: should end with the last worker", res.ElapsedSec)
+	}
+}
+
+// TestPipelinedSendError: a Send that fails stops the worker without
+// hanging its receiver.
+func TestPipelinedSendError(t *testing.T) {
+	w := &failingSend{}
+	res, err := Run(context.Background(), Config{Inflight: 4, Duration: 5 * time.Second}, []Worker{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 1 || res.FirstError != "send failed" {
+		t.Fatalf("%+v", res)
+	}
+}
+
+type failingSend struct{ n int }
+
+func (w *failingSend) Send(context.Context) error {
+	w.n++
+	if w.n > 2 {
+		return errors.New("send failed")
+	}
+	return nil
+}
+
+func (w *failingSend) Recv(ctx context.Context) (int, error) {
+	<-ctx.Done() // never completes: only cancellation ends it
+	return 0, ctx.Err()
+}
+
+// TestCancel: the caller's context ends the run.
+func TestCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := Call(func(ctx context.Context) (int, error) {
+		cancel()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	res, err := Run(ctx, Config{Duration: time.Hour}, []Worker{w})
+	if err != nil || res.Errors != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestEndIsNotAnError: the end of the run reaches workers as a
+// cancellation without a deadline (an RPC would carry a deadline to its
+// server, whose timer could fail the call a moment before the run's
+// context says it has ended); what a worker returns once it ends, whatever
+// the error, is not counted.
+func TestEndIsNotAnError(t *testing.T) {
+	call := func(ctx context.Context) (int, error) {
+		if _, ok := ctx.Deadline(); ok {
+			return 0, errors.New("the worker got a deadline")
+		}
+		<-ctx.Done()
+		return 0, errors.New("rpc error: code = Canceled") // not ctx.Err() itself
+	}
+	res, err := Run(context.Background(), Config{Duration: 50 * time.Millisecond}, []Worker{Call(call), Call(call)})
+	if err != nil || res.Errors != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
