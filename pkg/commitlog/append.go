@@ -9,6 +9,10 @@ import (
 	metrics "github.com/hashicorp/go-metrics"
 )
 
+// fsyncMetric times the fsync of each durable append
+// (loghouse_commitlog_fsync_ms, see pkg/telemetry).
+var fsyncMetric = []string{"loghouse", "commitlog", "fsync_ms"}
+
 // Append adds a batch of entries at the end of the log, atomically: readers
 // see all of them or none, and after a crash recovery keeps all of them or
 // none. entries[0].Index must be LastIndex()+1 and the indexes dense. Append
@@ -19,10 +23,6 @@ import (
 // the next Append may succeed (for example once disk space is freed). A
 // failed fsync is different: the on-disk state is then unknown, and the log
 // returns ErrFailed for every later write until it is reopened.
-// fsyncMetric times the fsync of each durable append
-// (loghouse_commitlog_fsync_ms, see pkg/telemetry).
-var fsyncMetric = []string{"loghouse", "commitlog", "fsync_ms"}
-
 func (l *Log) Append(entries []Entry) error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
