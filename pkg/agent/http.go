@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 //	/v1/health   200 while the node serves (leader, or follower knowing
 //	             the leader), 503 otherwise; for load balancers and
 //	             Consul or Nomad HTTP checks
+//	/debug/pprof/  Go's profiler, only with enable_debug
 func (a *Agent) startHTTP() error {
 	tel, err := telemetry.Setup()
 	if err != nil {
@@ -39,6 +41,13 @@ func (a *Agent) startHTTP() error {
 	mux.Handle("GET /metrics", tel.Handler())
 	mux.HandleFunc("GET /v1/status", a.serveStatus)
 	mux.HandleFunc("GET /v1/health", a.serveHealth)
+	if a.cfg.EnableDebug {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	a.httpLn = ln
 	a.wg.Add(1)

@@ -102,4 +102,23 @@ func TestHTTPEndpoints(t *testing.T) {
 	if code, _ := httpGet(t, base+"/nope"); code != http.StatusNotFound {
 		t.Fatalf("unknown path: %d", code)
 	}
+	if code, _ := httpGet(t, base+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("the profiler is served without enable_debug: %d", code)
+	}
+}
+
+// TestDebugEndpoint: enable_debug serves Go's profiler on the HTTP port.
+func TestDebugEndpoint(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir, cfg.NodeName, cfg.Ports.RPC = t.TempDir(), "dev1", 0
+	cfg.EnableDebug = true
+	a, err := New(cfg, Options{Dev: true, Logger: agLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Shutdown() }()
+	code, body := httpGet(t, "http://"+a.HTTPAddr()+"/debug/pprof/goroutine?debug=1")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Fatalf("pprof: %d %.200q", code, body)
+	}
 }

@@ -83,6 +83,10 @@ type Config struct {
 	ACL ACL
 	// Log configures logging.
 	Log Log
+	// EnableDebug serves Go's profiler (net/http/pprof) under /debug/pprof/
+	// on the HTTP port. Off by default: profiles reveal internals and cost
+	// CPU while taken.
+	EnableDebug bool
 	// Storage configures the commit log.
 	Storage Storage
 	// Raft tunes raft.
@@ -536,6 +540,7 @@ type file struct {
 	BindAddr      *string `hcl:"bind_addr,optional"`
 	AdvertiseAddr *string `hcl:"advertise_addr,optional"`
 	Bootstrap     *bool   `hcl:"bootstrap,optional"`
+	EnableDebug   *bool   `hcl:"enable_debug,optional"`
 
 	BootstrapExpect   *int           `hcl:"bootstrap_expect,optional"`
 	RetryJoin         *[]string      `hcl:"retry_join,optional"`
@@ -681,6 +686,9 @@ func (c *Config) LoadBytes(name string, src []byte) error {
 	setStr(&c.AdvertiseAddr, raw.AdvertiseAddr)
 	if raw.Bootstrap != nil {
 		c.Bootstrap = *raw.Bootstrap
+	}
+	if raw.EnableDebug != nil {
+		c.EnableDebug = *raw.EnableDebug
 	}
 	if raw.BootstrapExpect != nil {
 		c.BootstrapExpect = *raw.BootstrapExpect

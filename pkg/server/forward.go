@@ -253,13 +253,16 @@ func newStreamForwarder(ctx context.Context, s *Server) *streamForwarder {
 }
 
 // send forwards r, or answers it with an error if no upstream can be
-// opened.
+// opened. It is called by the one goroutine that reads the client's stream, so
+// requests go upstream in order. It does not hold sf.mu while sending: a
+// Send blocked by flow control must not keep the receiver from taking the
+// answers that would unblock it.
 func (sf *streamForwarder) send(r *request) {
 	sf.mu.Lock()
-	defer sf.mu.Unlock()
 	if sf.cur == nil {
 		up, err := sf.open()
 		if err != nil {
+			sf.mu.Unlock()
 			r.done <- result{err: err}
 			return
 		}
@@ -267,12 +270,18 @@ func (sf *streamForwarder) send(r *request) {
 	}
 	up := sf.cur
 	up.seq++
+	seq := up.seq
 	up.waiting = append(up.waiting, r)
-	if err := up.stream.Send(&loghousev1.ProduceRequest{Records: r.pb.GetRecords(), Sequence: up.seq}); err != nil {
+	sf.mu.Unlock()
+	if err := up.stream.Send(&loghousev1.ProduceRequest{Records: r.pb.GetRecords(), Sequence: seq}); err != nil {
 		// The upstream's receiver sees it end and fails every request
 		// sent on it, this one included.
 		up.cancel()
-		sf.cur = nil
+		sf.mu.Lock()
+		if sf.cur == up {
+			sf.cur = nil
+		}
+		sf.mu.Unlock()
 	}
 }
 
