@@ -260,12 +260,16 @@ func newStreamForwarder(ctx context.Context, s *Server) *streamForwarder {
 func (sf *streamForwarder) send(r *request) {
 	sf.mu.Lock()
 	if sf.cur == nil {
+		// Opening may wait for an election; the receivers of earlier
+		// upstreams must not wait for the lock meanwhile. Only this
+		// goroutine sets sf.cur, so it is still nil afterwards.
+		sf.mu.Unlock()
 		up, err := sf.open()
 		if err != nil {
-			sf.mu.Unlock()
 			r.done <- result{err: err}
 			return
 		}
+		sf.mu.Lock()
 		sf.cur = up
 	}
 	up := sf.cur
@@ -285,7 +289,7 @@ func (sf *streamForwarder) send(r *request) {
 	}
 }
 
-// open starts an upstream stream to the current leader; sf.mu is held.
+// open starts an upstream stream to the current leader.
 func (sf *streamForwarder) open() (*upstream, error) {
 	addr, err := sf.s.waitLeader(sf.ctx)
 	if err != nil {
