@@ -18,7 +18,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/config"
@@ -376,14 +378,29 @@ func (n *Node) Unpause(ctx context.Context) error {
 
 // Wipe removes the node's container and its data and starts a new
 // container under the same name, address, certificate and configuration:
-// a replaced disk. With the static formation the new node bootstraps
-// again (it has no raft state) and catches up from the leader.
+// a replaced disk.
+//
+// A server that lost its data must not vote under its old identity: with
+// an empty log and no memory of its votes it can elect a leader that
+// lacks writes it had acknowledged (the checker caught exactly that: a
+// record lost after the leader's disk was replaced). So, with the gossip
+// formation, the wipe follows the operator's procedure: the dead server is
+// removed from raft (operator raft remove-peer, through any other node)
+// before its replacement starts, and the leader adds the replacement back
+// as a voter when gossip sees it. With the static formation the new node
+// bootstraps again with the same peers (it has no raft state), which is
+// exposed to that hazard; the static formation is not the default.
 func (n *Node) Wipe(ctx context.Context) error {
 	if _, err := docker(ctx, "rm", "-f", n.container); err != nil {
 		return err
 	}
 	n.setState(nodeStopped)
 	n.epoch.Add(1) // only now: the old process is gone
+	if n.c.form == formGossip {
+		if err := n.removeFromRaft(ctx); err != nil {
+			return err
+		}
+	}
 	if err := os.RemoveAll(n.dataDir); err != nil {
 		return err
 	}
@@ -394,6 +411,33 @@ func (n *Node) Wipe(ctx context.Context) error {
 		return err
 	}
 	return n.c.applyCuts(ctx, n)
+}
+
+// removeFromRaft removes n from the raft configuration through another
+// running node (which forwards to the leader, waiting for an election if
+// n led), retrying until it is done or gone, for at most 30 s.
+func (n *Node) removeFromRaft(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		for _, o := range n.c.nodes {
+			if o == n || o.State() != nodeRunning {
+				continue
+			}
+			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := o.Client.RemovePeer(cctx, &loghousev1.RemovePeerRequest{Id: n.Name})
+			ccancel()
+			if err == nil || status.Code(err) == codes.NotFound {
+				return nil
+			}
+			last = err
+		}
+		if err := hold(ctx, 200*time.Millisecond); err != nil {
+			break
+		}
+	}
+	return fmt.Errorf("e2e: remove %s from raft before wiping it: %w", n.Name, last)
 }
 
 // Status asks the node for its raft state and log bounds.

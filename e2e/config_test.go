@@ -94,6 +94,9 @@ func (c nodeConfig) hcl() string {
 		fmt.Fprintf(&b, "retry_join       = [%s]\n", strings.Join(joins, ", "))
 		fmt.Fprintf(&b, "retry_interval   = %q\n", "1s")
 		fmt.Fprintf(&b, "encrypt          = %q\n", c.encrypt)
+		// A wiped server that restarts before gossip saw it fail makes no
+		// membership event; the periodic pass re-adds it (default 30s).
+		fmt.Fprintf(&b, "reconcile_interval = %q\n", "2s")
 	default:
 		b.WriteString("bootstrap      = true\n")
 		for _, p := range c.others {

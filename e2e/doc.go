@@ -74,11 +74,15 @@
 //     leader before the next.
 //   - wipe: the container is removed, its data directory emptied, and a
 //     new container started with the same name, address, certificate and
-//     configuration (a replaced disk). With the static formation the node
-//     finds no raft state, bootstraps again with the same server list (the
-//     same index-1 configuration entry the others hold) and catches up
-//     from the leader. A wiped node has forgotten its votes and the entries
-//     it acknowledged, so the schedules wipe a node only when every node has
+//     configuration (a replaced disk). A wiped node has forgotten its votes
+//     and the entries it acknowledged: rejoining as the same voter, it can
+//     help elect a leader that lacks an acknowledged write (the checker
+//     caught such a loss). With the gossip formation the wipe therefore
+//     follows the operator's procedure: the dead node is removed from raft
+//     (RemovePeer through another node) before the new container starts,
+//     and the leader adds it back. With the static formation the node finds
+//     no raft state and bootstraps again with the same server list, exposed
+//     to that hazard. The schedules wipe a node only when every node has
 //     caught up, and wait for it to catch up before the next fault.
 //
 // TestSingleFaults runs each fault alone (kill leader, kill follower,
