@@ -358,7 +358,8 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Reload applies what can change while the agent runs, from a freshly
+// Reload applies what can change while the agent runs (call it from the
+// goroutine that will call Shutdown, never at the same time), from a freshly
 // loaded configuration: the log level, the TLS files (re-read from the
 // same paths), the ACL model and policy, and new retry_join addresses
 // (joined once). Settings that need a restart
@@ -391,6 +392,9 @@ func (a *Agent) Reload(next config.Config) error {
 			}
 		}
 		a.cfg.RetryJoin = next.RetryJoin
+		if a.ctx.Err() != nil {
+			return errors.New("agent: reload: the agent is shutting down")
+		}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -440,11 +444,12 @@ func (a *Agent) retentionLoop() {
 	}
 }
 
-// Shutdown stops the agent in order: end the service's waiting streams and
-// queued writes, stop accepting client calls (letting running ones finish
-// within ShutdownTimeout), hand leadership off, close
-// the shared port, shut raft down and close the log. It is idempotent and
-// returns every error joined.
+// Shutdown stops the agent in the order the package doc gives: out of
+// Consul, end the service's waiting streams and queued writes, stop HTTP
+// and client calls (letting running ones finish within ShutdownTimeout),
+// hand leadership off, leave gossip if configured, close the shared port,
+// shut raft down and close the log. It is idempotent and returns every
+// error joined.
 func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		var errs []error

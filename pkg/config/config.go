@@ -177,7 +177,7 @@ type Ports struct {
 	RPC int
 	// Serf is gossip (TCP and UDP). Default 8401.
 	Serf int
-	// HTTP is reserved for metrics and status. Default 8402.
+	// HTTP serves metrics, status and health (plain HTTP). Default 8402.
 	HTTP int
 }
 
