@@ -74,14 +74,9 @@ func (f *forwarder) client(addr string) (loghousev1.LogClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: dial the leader at %s: %w", addr, err)
 	}
-	// Leaders come and go; a handful of connections is the most a node
-	// keeps, so old ones are closed when the map grows.
-	if len(f.conns) >= 8 {
-		for a, old := range f.conns {
-			_ = old.Close()
-			delete(f.conns, a)
-		}
-	}
+	// One connection per server that has led: as many as the cluster
+	// has servers (gRPC lets idle ones go idle). None is closed before
+	// Close, which would fail forwarded calls still running on it.
 	f.conns[addr] = cc
 	return loghousev1.NewLogClient(cc), nil
 }
