@@ -60,9 +60,9 @@ type Record struct {
 
 // EncodedSize is the number of bytes r takes in a batch.
 func (r *Record) EncodedSize() int {
-	n := uvarintLen(uint64(len(r.Key))) + len(r.Key) + uvarintLen(uint64(len(r.Value))) + len(r.Value) + uvarintLen(uint64(len(r.Headers)))
+	n := HeadSize(len(r.Key), len(r.Value), len(r.Headers))
 	for _, h := range r.Headers {
-		n += uvarintLen(uint64(len(h.Name))) + len(h.Name) + uvarintLen(uint64(len(h.Value))) + len(h.Value)
+		n += HeaderSize(len(h.Name), len(h.Value))
 	}
 	return n
 }
@@ -72,7 +72,7 @@ func AppendBatch(dst []byte, recs []Record) ([]byte, error) {
 	if len(recs) > MaxRecords {
 		return dst, fmt.Errorf("record: %d records in one batch, the limit is %d", len(recs), MaxRecords)
 	}
-	size := batchHeaderSize
+	size := BatchHeaderSize
 	for i := range recs {
 		if len(recs[i].Headers) > MaxHeaders {
 			return dst, fmt.Errorf("record: record %d has %d headers, the limit is %d", i, len(recs[i].Headers), MaxHeaders)
@@ -84,13 +84,11 @@ func AppendBatch(dst []byte, recs []Record) ([]byte, error) {
 		copy(grown, dst)
 		dst = grown
 	}
-	dst = append(dst, KindBatch)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(recs)))
+	dst = append(dst, make([]byte, BatchHeaderSize)...)
+	PutBatchHeader(dst[len(dst)-BatchHeaderSize:], uint32(len(recs)))
 	for i := range recs {
 		r := &recs[i]
-		dst = appendBytes(dst, r.Key)
-		dst = appendBytes(dst, r.Value)
-		dst = binary.AppendUvarint(dst, uint64(len(r.Headers)))
+		dst = AppendRecordHead(dst, r.Key, r.Value, len(r.Headers))
 		for _, h := range r.Headers {
 			dst = binary.AppendUvarint(dst, uint64(len(h.Name)))
 			dst = append(dst, h.Name...)
@@ -98,6 +96,44 @@ func AppendBatch(dst []byte, recs []Record) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// BatchHeaderSize is the size of a batch's header, which precedes its
+// records. A batch's records are the concatenation of each record's
+// encoding, so batches can be joined: one header, then the records of
+// each.
+const BatchHeaderSize = batchHeaderSize
+
+// PutBatchHeader writes the header of a batch of count records into
+// dst[:BatchHeaderSize].
+func PutBatchHeader(dst []byte, count uint32) {
+	dst[0] = KindBatch
+	binary.LittleEndian.PutUint32(dst[1:batchHeaderSize], count)
+}
+
+// AppendRecordHead appends the encoding of a record's key, value and
+// header count; the record's headers, each appended with AppendHeader,
+// must follow.
+func AppendRecordHead(dst, key, value []byte, headers int) []byte {
+	dst = appendBytes(dst, key)
+	dst = appendBytes(dst, value)
+	return binary.AppendUvarint(dst, uint64(headers))
+}
+
+// AppendHeader appends the encoding of one header.
+func AppendHeader(dst, name, value []byte) []byte {
+	dst = appendBytes(dst, name)
+	return appendBytes(dst, value)
+}
+
+// HeadSize is the size of AppendRecordHead's encoding.
+func HeadSize(keyLen, valueLen, headers int) int {
+	return uvarintLen(uint64(keyLen)) + keyLen + uvarintLen(uint64(valueLen)) + valueLen + uvarintLen(uint64(headers))
+}
+
+// HeaderSize is the size of AppendHeader's encoding.
+func HeaderSize(nameLen, valueLen int) int {
+	return uvarintLen(uint64(nameLen)) + nameLen + uvarintLen(uint64(valueLen)) + valueLen
 }
 
 // Count returns how many records data holds: the batch's count for a record

@@ -79,9 +79,9 @@ func (s *Server) StreamInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// GRPCServerOptions returns the interceptors, and a receive limit that
-// admits every request the server would accept (see DESIGN.md), as server
-// options. The caller adds the transport credentials:
+// GRPCServerOptions returns the interceptors, a receive limit that admits
+// every request the server would accept (see DESIGN.md), and the codec
+// that parses produce requests (wire.go), as server options. The caller adds the transport credentials:
 //
 //	grpc.NewServer(append(srv.GRPCServerOptions(), grpc.Creds(credentials.NewTLS(store.ServerConfig())))...)
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
@@ -89,6 +89,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(s.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(s.StreamInterceptor()),
 		grpc.MaxRecvMsgSize(max(defaultMaxRecvMsgSize, 2*s.cfg.MaxBatchBytes+64<<10)),
+		grpc.ForceServerCodecV2(newCodec(s.cfg.limits())),
 	}
 }
 

@@ -10,28 +10,21 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/record"
 	"github.com/loghouse/loghouse/pkg/replication"
 )
 
 // request is one produce request on its way through the committer. Its
-// records alias the bytes of the request message, which protobuf
-// unmarshalled into memory of their own (not gRPC's receive buffers), so
-// they stay valid after a cancelled handler has returned.
+// records are already in the batch encoding, in memory of their own (not
+// gRPC's receive buffers), so they stay valid after a cancelled handler
+// has returned.
 type request struct {
 	ctx  context.Context
-	recs []record.Record
-	size int         // the records' encoded size
+	msg  *produceMsg
 	done chan result // buffered: the committer never blocks on it
-	// pb is the message the records came in, which a follower forwards
-	// to the leader.
-	pb *loghousev1.ProduceRequest
 	// stream, on a follower, forwards the requests of one ProduceStream
 	// in order; nil for a unary Produce.
 	stream *streamForwarder
-
-	one [1]record.Record // recs of a one-record request: saves an allocation
 }
 
 // result is what a request gets back: its records' first offset, their
@@ -72,8 +65,6 @@ type committer struct {
 	stop     chan struct{}   // closed by close
 	raftDown <-chan struct{} // closed once raft has shut down
 	wg       sync.WaitGroup  // run and wait
-
-	recs []record.Record // run's scratch for a batch's records
 
 	// batches counts the batches formed (for tests).
 	batches atomic.Int64
@@ -169,7 +160,7 @@ func (c *committer) next() *batch {
 	b := &batch{}
 	size, n := 0, 0
 	for _, r := range c.queue {
-		if len(b.reqs) > 0 && (size+r.size > c.maxBytes || b.count+len(r.recs) > record.MaxRecords) {
+		if len(b.reqs) > 0 && (size+len(r.msg.body()) > c.maxBytes || b.count+r.msg.count > record.MaxRecords) {
 			break
 		}
 		n++
@@ -178,8 +169,8 @@ func (c *committer) next() *batch {
 			continue
 		}
 		b.reqs = append(b.reqs, r)
-		b.count += len(r.recs)
-		size += r.size
+		b.count += r.msg.count
+		size += len(r.msg.body())
 	}
 	clear(c.queue[:n])
 	c.queue = c.queue[n:]
@@ -203,22 +194,26 @@ func (c *committer) failQueued() {
 	}
 }
 
-// apply encodes b as one record batch and hands it to raft and then to
-// wait.
+// apply joins b's requests into one record batch and hands it to raft
+// and then to wait. A batch of one request uses the request's bytes,
+// whose space for the batch header the codec left free.
 func (c *committer) apply(b *batch) {
-	c.recs = c.recs[:0]
-	for _, r := range b.reqs {
-		c.recs = append(c.recs, r.recs...)
-	}
 	c.batches.Add(1)
-	data, err := record.AppendBatch(nil, c.recs)
-	// Do not keep the requests' memory alive through the scratch slice.
-	clear(c.recs)
+	var data []byte
+	if len(b.reqs) == 1 {
+		data = b.reqs[0].msg.buf
+	} else {
+		size := record.BatchHeaderSize
+		for _, r := range b.reqs {
+			size += len(r.msg.body())
+		}
+		data = make([]byte, record.BatchHeaderSize, size)
+		for _, r := range b.reqs {
+			data = append(data, r.msg.body()...)
+		}
+	}
+	record.PutBatchHeader(data, uint32(b.count))
 	switch {
-	case err != nil:
-		// Requests were validated, so this is a bug.
-		c.logger.Error("cannot encode a batch", "requests", len(b.reqs), "records", b.count, "error", err)
-		b.future = failedFuture{fmt.Errorf("server: encode batch: %w", err)}
 	case c.raft.State() == raft.Shutdown:
 		// raft.Apply after Shutdown may queue the entry where nothing
 		// will ever answer it (see wait).
@@ -238,9 +233,9 @@ func (c *committer) wait() {
 			if err != nil {
 				r.done <- result{err: err}
 			} else {
-				r.done <- result{base: res.Offset + pos, count: uint32(len(r.recs)), time: res.Time}
+				r.done <- result{base: res.Offset + pos, count: uint32(r.msg.count), time: res.Time}
 			}
-			pos += uint64(len(r.recs))
+			pos += uint64(r.msg.count)
 		}
 		<-c.slots
 	}

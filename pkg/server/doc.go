@@ -48,9 +48,10 @@
 // committed, so a retry may store them twice.
 //
 // Produce requests of concurrent callers are grouped into one raft entry
-// (group commit): a committer goroutine takes whatever requests are queued,
-// up to MaxBatchBytes, encodes them as one record batch and hands it to
-// raft, while a second goroutine waits for the outcomes in order. A
+// (group commit). The server's codec parses each request straight into
+// the record batch encoding (wire.go); a committer goroutine takes
+// whatever requests are queued, up to MaxBatchBytes, joins them into one
+// record batch and hands it to raft, while a second goroutine waits for the outcomes in order. A
 // request's records are contiguous in the batch, so they get consecutive
 // offsets, and the request succeeds or fails as a whole. ProduceStream
 // pipelines: it submits each request as it arrives and answers in request
@@ -72,8 +73,8 @@
 //
 // # Errors
 //
-// Codes follow pkg/api/v1's error model: InvalidArgument for an empty,
-// oversized or too large request (the message names the limit and, for a
+// Codes follow pkg/api/v1's error model: InvalidArgument for a malformed,
+// empty, oversized or too large request (the message names the limit and, for a
 // record, its index), OutOfRange with the node's bounds [first, committed)
 // in the message, PermissionDenied, Unauthenticated, Unavailable with the
 // leader, DeadlineExceeded and Canceled for the caller's context, and

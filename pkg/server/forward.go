@@ -149,8 +149,13 @@ func (s *Server) forward(r *request) {
 			r.done <- result{err: err}
 			return
 		}
+		req, err := r.msg.toProto()
+		if err != nil {
+			r.done <- result{err: err}
+			return
+		}
 		var p peer.Peer
-		resp, err := cl.Produce(outgoing(r.ctx), r.pb, grpc.Peer(&p))
+		resp, err := cl.Produce(outgoing(r.ctx), req, grpc.Peer(&p))
 		if err == nil {
 			r.done <- result{base: resp.GetBaseOffset(), count: resp.GetCount(), time: resp.GetTimestampUnixNano()}
 			return
@@ -272,7 +277,12 @@ func (sf *streamForwarder) send(r *request) {
 	seq := up.seq
 	up.waiting = append(up.waiting, r)
 	sf.mu.Unlock()
-	if err := up.stream.Send(&loghousev1.ProduceRequest{Records: r.pb.GetRecords(), Sequence: seq}); err != nil {
+	req, err := r.msg.toProto()
+	if err == nil {
+		req.Sequence = seq
+		err = up.stream.Send(req)
+	}
+	if err != nil {
 		// The upstream's receiver sees it end and fails every request
 		// sent on it, this one included.
 		up.cancel()

@@ -2,7 +2,7 @@ package server
 
 import (
 	"bytes"
-	"context"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -13,10 +13,12 @@ import (
 	"github.com/loghouse/loghouse/pkg/record"
 )
 
-// FuzzProduceRequest feeds arbitrary bytes to produce-request validation
-// as a wire message would arrive: whatever decodes must either be refused
-// with InvalidArgument, or be accepted within every limit and encode into
-// a batch that decodes back to exactly the records sent.
+// FuzzProduceRequest feeds arbitrary bytes to the produce codec as a wire
+// message would arrive, and checks it against protobuf's own decoder
+// followed by the same limits (msgFromProto): a message protobuf refuses
+// is refused with InvalidArgument; one it accepts gets the same verdict
+// from both, and an accepted one the same batch, within every limit,
+// holding exactly the records protobuf decoded.
 func FuzzProduceRequest(f *testing.F) {
 	seed := func(m *loghousev1.ProduceRequest) {
 		b, err := proto.Marshal(m)
@@ -28,48 +30,54 @@ func FuzzProduceRequest(f *testing.F) {
 	seed(&loghousev1.ProduceRequest{})
 	seed(&loghousev1.ProduceRequest{Records: []*loghousev1.Record{{Value: []byte("v")}}})
 	seed(&loghousev1.ProduceRequest{Sequence: 7, Records: []*loghousev1.Record{
-		{Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 300), Headers: []*loghousev1.Header{{Key: "h", Value: []byte("1")}, {Key: "", Value: nil}}},
+		{Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 300), Offset: 9, TimestampUnixNano: -1, Headers: []*loghousev1.Header{{Key: "h", Value: []byte("1")}, {Key: "", Value: nil}}},
 		{Value: nil},
 	}})
 	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0x0f})
+	// A value sent twice (the last wins), an unknown field, a known
+	// field of the wrong wire type, a group, a header key not UTF-8.
+	f.Add([]byte{0x0a, 0x0a, 0x0a, 0x01, 'a', 0x0a, 0x01, 'b', 0x30, 0x01, 0x10, 0x05})
+	f.Add([]byte{0x0a, 0x04, 0x08, 0x01, 0x0b, 0x0c})
+	f.Add([]byte{0x0a, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0xff})
 	cfg := Config{MaxRecordBytes: 1 << 10, MaxRequestRecords: 64, MaxBatchBytes: 4 << 10}.withDefaults()
-	s := &Server{cfg: cfg}
+	lim := cfg.limits()
 	f.Fuzz(func(t *testing.T, wire []byte) {
+		var got produceMsg
+		got.parse(wire, lim)
 		var req loghousev1.ProduceRequest
 		if err := proto.Unmarshal(wire, &req); err != nil {
-			return // gRPC refuses it before the handler
-		}
-		r, err := s.newRequest(context.Background(), &req)
-		if err != nil {
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("refused with %v, want InvalidArgument", err)
+			if got.err == nil || status.Code(got.err) != codes.InvalidArgument {
+				t.Fatalf("protobuf refuses the message (%v), the codec gives %v", err, got.err)
 			}
 			return
 		}
-		if len(r.recs) == 0 || len(r.recs) > cfg.MaxRequestRecords || r.size > cfg.MaxBatchBytes {
-			t.Fatalf("accepted %d records of %d bytes beyond the limits", len(r.recs), r.size)
+		want := msgFromProto(&req, lim)
+		if (got.err == nil) != (want.err == nil) {
+			t.Fatalf("codec: %v, protobuf and limits: %v", got.err, want.err)
 		}
-		size := 0
-		for i := range r.recs {
-			n := r.recs[i].EncodedSize()
-			if n > cfg.MaxRecordBytes {
-				t.Fatalf("accepted record %d of %d bytes", i, n)
+		if got.err != nil {
+			if status.Code(got.err) != codes.InvalidArgument || status.Code(want.err) != codes.InvalidArgument {
+				t.Fatalf("refused with %v / %v, want InvalidArgument", got.err, want.err)
 			}
-			size += n
+			return
 		}
-		if size != r.size {
-			t.Fatalf("request size %d, records add up to %d", r.size, size)
+		if got.seq != req.GetSequence() || got.count != len(req.GetRecords()) || !bytes.Equal(got.buf, want.buf) {
+			t.Fatalf("codec: seq %d, %d records, %x; protobuf: seq %d, %d records, %x", got.seq, got.count, got.buf, req.GetSequence(), len(req.GetRecords()), want.buf)
 		}
-		batch, err := record.AppendBatch(nil, r.recs)
-		if err != nil {
-			t.Fatalf("an accepted request does not encode: %v", err)
+		if got.count == 0 || got.count > cfg.MaxRequestRecords || len(got.body()) > cfg.MaxBatchBytes {
+			t.Fatalf("accepted %d records of %d bytes beyond the limits", got.count, len(got.body()))
 		}
-		got, err := record.Decode(batch)
-		if err != nil || len(got) != len(req.Records) {
-			t.Fatalf("decode: %d records, %v", len(got), err)
+		data := slices.Clone(got.buf)
+		record.PutBatchHeader(data, uint32(got.count))
+		recs, err := record.Decode(data)
+		if err != nil || len(recs) != len(req.Records) {
+			t.Fatalf("decode: %d records, %v", len(recs), err)
 		}
 		for i, pr := range req.Records {
-			g := got[i]
+			g := recs[i]
+			if g.EncodedSize() > cfg.MaxRecordBytes {
+				t.Fatalf("accepted record %d of %d bytes", i, g.EncodedSize())
+			}
 			if !bytes.Equal(g.Key, pr.Key) || !bytes.Equal(g.Value, pr.Value) || len(g.Headers) != len(pr.Headers) {
 				t.Fatalf("record %d changed on the way: %+v, sent %+v", i, g, pr)
 			}
@@ -79,5 +87,22 @@ func FuzzProduceRequest(f *testing.F) {
 				}
 			}
 		}
+		back, err := got.toProto()
+		if err != nil || !proto.Equal(back, &loghousev1.ProduceRequest{Sequence: req.Sequence, Records: stripAssigned(req.Records)}) {
+			t.Fatalf("toProto: %v, %v", back, err)
+		}
 	})
+}
+
+// stripAssigned returns recs without the fields the cluster assigns and
+// without unknown fields, as a batch gives them back.
+func stripAssigned(recs []*loghousev1.Record) []*loghousev1.Record {
+	out := make([]*loghousev1.Record, len(recs))
+	for i, r := range recs {
+		out[i] = &loghousev1.Record{Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			out[i].Headers = append(out[i].Headers, &loghousev1.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	return out
 }

@@ -5,18 +5,23 @@ import (
 	"errors"
 	"io"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"google.golang.org/grpc"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
-	"github.com/loghouse/loghouse/pkg/record"
 )
 
 // Produce appends the request's records as one unit: they get consecutive
 // offsets in one raft entry, shared with other callers' requests (group
-// commit). It answers once the entry is committed.
+// commit). It answers once the entry is committed. gRPC calls reach
+// produceMsg directly (see Register); this is for callers holding a
+// message.
 func (s *Server) Produce(ctx context.Context, req *loghousev1.ProduceRequest) (*loghousev1.ProduceResponse, error) {
-	r, err := s.newRequest(ctx, req)
+	return s.produceMsg(ctx, msgFromProto(req, s.cfg.limits()))
+}
+
+// produceMsg is Produce for a request the codec parsed.
+func (s *Server) produceMsg(ctx context.Context, m *produceMsg) (*loghousev1.ProduceResponse, error) {
+	r, err := s.newRequest(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -25,6 +30,24 @@ func (s *Server) Produce(ctx context.Context, req *loghousev1.ProduceRequest) (*
 		return nil, s.toStatus(ctx, res.err)
 	}
 	return &loghousev1.ProduceResponse{BaseOffset: res.base, Count: res.count, TimestampUnixNano: res.time}, nil
+}
+
+// produceHandler is the gRPC handler of Produce: the generated one would
+// unmarshal a ProduceRequest message, this one has the codec parse the
+// request into a produceMsg.
+func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(*Server)
+	in := new(produceMsg)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return s.produceMsg(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: loghousev1.Log_Produce_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return s.produceMsg(ctx, req.(*produceMsg))
+	})
 }
 
 // produce submits r and waits for its result or for the caller to leave.
@@ -62,47 +85,12 @@ func (s *Server) submit(r *request) error {
 	return nil
 }
 
-// newRequest validates a produce request and converts its records, which
-// keep aliasing the message's bytes.
-func (s *Server) newRequest(ctx context.Context, req *loghousev1.ProduceRequest) (*request, error) {
-	in := req.GetRecords()
-	switch {
-	case len(in) == 0:
-		return nil, status.Error(codes.InvalidArgument, "server: a produce request needs at least one record")
-	case len(in) > s.cfg.MaxRequestRecords:
-		return nil, status.Errorf(codes.InvalidArgument, "server: %d records in one request, the limit is %d", len(in), s.cfg.MaxRequestRecords)
+// newRequest wraps a parsed request, or returns why it is refused.
+func (s *Server) newRequest(ctx context.Context, m *produceMsg) (*request, error) {
+	if m.err != nil {
+		return nil, m.err
 	}
-	nh := 0
-	for i, pr := range in {
-		if h := len(pr.GetHeaders()); h > record.MaxHeaders {
-			return nil, status.Errorf(codes.InvalidArgument, "server: record %d has %d headers, the limit is %d", i, h, record.MaxHeaders)
-		}
-		nh += len(pr.GetHeaders())
-	}
-	r := &request{ctx: ctx, done: make(chan result, 1), pb: req}
-	if r.recs = r.one[:]; len(in) > 1 {
-		r.recs = make([]record.Record, len(in))
-	}
-	headers := make([]record.Header, nh)
-	for i, pr := range in {
-		rec := &r.recs[i]
-		rec.Key, rec.Value = pr.GetKey(), pr.GetValue()
-		if hs := pr.GetHeaders(); len(hs) > 0 {
-			rec.Headers, headers = headers[:len(hs):len(hs)], headers[len(hs):]
-			for j, h := range hs {
-				rec.Headers[j] = record.Header{Name: h.GetKey(), Value: h.GetValue()}
-			}
-		}
-		n := rec.EncodedSize()
-		if n > s.cfg.MaxRecordBytes {
-			return nil, status.Errorf(codes.InvalidArgument, "server: record %d takes %d bytes (key, value and headers), the limit is %d", i, n, s.cfg.MaxRecordBytes)
-		}
-		r.size += n
-	}
-	if r.size > s.cfg.MaxBatchBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "server: the request's records take %d bytes, the limit for one request is %d", r.size, s.cfg.MaxBatchBytes)
-	}
-	return r, nil
+	return &request{ctx: ctx, done: make(chan result, 1), msg: m}, nil
 }
 
 // pending is a ProduceStream request awaiting its answer.
@@ -144,7 +132,10 @@ var errSenderStopped = errors.New("server: the stream's sender stopped")
 // pending answer. It returns nil at the end of the stream.
 func (s *Server) receive(ctx context.Context, stream loghousev1.Log_ProduceStreamServer, queue chan<- pending, senderDone <-chan struct{}, fwd *streamForwarder) error {
 	for {
-		req, err := stream.Recv()
+		// The codec parses the message (see Register); RecvMsg with a
+		// produceMsg works on the stream ProduceStream is given.
+		req := new(produceMsg)
+		err := stream.RecvMsg(req)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -164,7 +155,7 @@ func (s *Server) receive(ctx context.Context, stream loghousev1.Log_ProduceStrea
 			done <- result{err: err}
 		}
 		select {
-		case queue <- pending{seq: req.GetSequence(), done: done}:
+		case queue <- pending{seq: req.seq, done: done}:
 		case <-senderDone:
 			// The sender stopped early: the stream broke.
 			return errSenderStopped

@@ -12,8 +12,11 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/record"
@@ -218,7 +221,7 @@ func TestProduceCancelled(t *testing.T) {
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	mk := func(ctx context.Context, prefix string, k int) *request {
-		r, err := s.newRequest(ctx, &loghousev1.ProduceRequest{Records: values(prefix, k, 0)})
+		r, err := s.newRequest(ctx, msgFromProto(&loghousev1.ProduceRequest{Records: values(prefix, k, 0)}, s.cfg.limits()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +396,7 @@ func TestFailedApplyFailsBatch(t *testing.T) {
 	batches := s.committer.batches.Load()
 	var reqs []*request
 	for i := range 3 {
-		r, err := s.newRequest(context.Background(), &loghousev1.ProduceRequest{Records: values(fmt.Sprint(i), 2, 0)})
+		r, err := s.newRequest(context.Background(), msgFromProto(&loghousev1.ProduceRequest{Records: values(fmt.Sprint(i), 2, 0)}, s.cfg.limits()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,3 +452,77 @@ func (f stuckFuture) Error() error {
 }
 func (stuckFuture) Response() any { return nil }
 func (stuckFuture) Index() uint64 { return 0 }
+
+// rawCodec sends a rawMsg's bytes as they are, so a test can put
+// malformed bytes on the wire, and decodes responses with protobuf.
+type rawCodec struct{}
+
+type rawMsg []byte
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(rawMsg); ok {
+		return mem.BufferSlice{mem.SliceBuffer(m)}, nil
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+// TestProduceMalformed sends bytes that are not a ProduceRequest: a
+// unary Produce and a ProduceStream request are answered with
+// InvalidArgument naming the problem, the stream goes on, and nothing is
+// stored.
+func TestProduceMalformed(t *testing.T) {
+	c := newCluster(t, 1, clusterOpts{})
+	n := c.nodes[0]
+	conn := dial(t, n, "root", grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	ctx := testCtx(t)
+	before := n.node.Log.NextOffset()
+	// A record (field 1) whose length runs past the end of the message.
+	bad := rawMsg{0x0a, 0x05, 0x0a, 0x01}
+	var resp loghousev1.ProduceResponse
+	err := conn.Invoke(ctx, loghousev1.Log_Produce_FullMethodName, bad, &resp)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "malformed produce request") {
+		t.Fatalf("unary: %v, want InvalidArgument naming a malformed request", err)
+	}
+
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	st, err := conn.NewStream(ctx, desc, loghousev1.Log_ProduceStream_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := proto.Marshal(&loghousev1.ProduceRequest{Sequence: 2, Records: values("ok", 1, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A header key that is not UTF-8, then a good request.
+	badKey := rawMsg{0x0a, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0xff, 0x10, 0x01}
+	for _, m := range []rawMsg{badKey, good} {
+		if err := st.SendMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var first, second loghousev1.ProduceResponse
+	if err := st.RecvMsg(&first); err != nil {
+		t.Fatal(err)
+	}
+	if first.GetError() == nil || codes.Code(first.GetError().GetCode()) != codes.InvalidArgument || !strings.Contains(first.GetError().GetMessage(), "UTF-8") {
+		t.Fatalf("stream answer to a malformed request: %v", &first)
+	}
+	if err := st.RecvMsg(&second); err != nil {
+		t.Fatal(err)
+	}
+	if second.GetError() != nil || second.GetSequence() != 2 || second.GetCount() != 1 || second.GetBaseOffset() != before {
+		t.Fatalf("stream answer to the good request: %v", &second)
+	}
+	if got := n.node.Log.NextOffset(); got != before+1 {
+		t.Fatalf("log grew by %d records, want 1", got-before)
+	}
+}
