@@ -79,6 +79,51 @@
 // out. Errors that reject the request (InvalidArgument, PermissionDenied,
 // ResourceExhausted and the like) are returned at once and stored nothing.
 //
+// # Batching producer
+//
+// Each Client.Produce is one request, and with many concurrent callers of
+// few records each, gRPC's cost per request bounds throughput. A Producer
+// (Client.NewProducer) sends the records of concurrent calls together:
+//
+//	p, err := c.NewProducer(client.ProducerConfig{})
+//	...
+//	defer p.Close()
+//	resp, err := p.Produce(ctx, rec) // from many goroutines
+//
+// Calls queue in arrival order. While fewer than
+// ProducerConfig.MaxInflight requests are in flight, the oldest queued
+// calls form the next request at once, as many as fit MaxRecords and
+// MaxBytes (at least one call, even one that alone exceeds them). There is
+// no linger timer: a lone caller is sent at once, and calls share requests
+// only when they arrive while others are in flight. A call's records stay
+// together and in order in one request, so Produce keeps Client.Produce's
+// contract: the records are stored atomically at consecutive offsets, and
+// the response gives the call's own base offset and count and the entry's
+// timestamp.
+//
+// Each request goes through Client.Produce, with its retry rules, under a
+// context of its own (RequestTimeout), so one caller giving up does not
+// fail the others. If a request fails, every call in it gets the error,
+// with ErrIndeterminate when the outcome is unknown, with one exception:
+// when a request of several calls is rejected with InvalidArgument or
+// ResourceExhausted, which store nothing and may be caused by one call's
+// records (a record over the server's size limit, say), each call is sent
+// again in a request of its own, so only the call at fault fails.
+// Produce refuses a call with no records, or with a header name that is
+// not UTF-8, with InvalidArgument before queueing it.
+//
+// If a caller's context ends while its call is queued, the call is
+// dropped and Produce returns the context's error: nothing was sent. If it
+// ends after the request was sent, Produce returns at once an error that
+// wraps ErrIndeterminate and the context's error; the request goes on and
+// may commit the records, and reads them until it ends, so a caller must
+// not modify records it has passed to Produce.
+//
+// Close fails the queued calls with ErrClosed and waits for the requests in
+// flight. Close the Producer before the Client; if the Client closes
+// first, the Producer's requests fail with ErrClosed (ErrIndeterminate for
+// those in flight).
+//
 // # Consumer streams
 //
 // ConsumeStream returns a RecordStream that follows the log from a start

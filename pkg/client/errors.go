@@ -17,7 +17,8 @@ var (
 	// whether the records were committed. The Client never retries such a
 	// write (see the package doc). The error also wraps the gRPC status.
 	ErrIndeterminate = errors.New("client: outcome unknown, the records may or may not have been committed")
-	// ErrClosed is returned by calls on a closed Client or RecordStream.
+	// ErrClosed is returned by calls on a closed Client, Producer or
+	// RecordStream, and by calls a Producer's Close found queued.
 	ErrClosed = errors.New("client: closed")
 	// ErrNoLeader is wrapped, with an Unavailable status, when no server
 	// knows a leader (an election is under way or has no quorum).

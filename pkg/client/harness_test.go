@@ -147,6 +147,12 @@ type clusterOpts struct {
 	// commitTimeout is raft's CommitTimeout: how long followers may wait
 	// to learn that an entry is committed. Default: 5ms.
 	commitTimeout time.Duration
+	// maxRecordBytes is the servers' MaxRecordBytes. Default: the
+	// server's default.
+	maxRecordBytes int
+	// intercept, if set, runs around every unary call of every node,
+	// after the call is counted.
+	intercept grpc.UnaryServerInterceptor
 }
 
 // newCluster starts n nodes on 127.0.0.1 with mutual TLS, bootstrapped
@@ -205,10 +211,13 @@ func newCluster(t testing.TB, n int, o clusterOpts) *tcluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tn.srv, err = server.New(server.Config{Node: tn.node, Authorizer: authz, Logger: logger.Named("server")}); err != nil {
+		if tn.srv, err = server.New(server.Config{Node: tn.node, Authorizer: authz, Logger: logger.Named("server"), MaxRecordBytes: o.maxRecordBytes}); err != nil {
 			t.Fatal(err)
 		}
 		opts := append(tn.srv.GRPCServerOptions(), tn.calls.options()...)
+		if o.intercept != nil {
+			opts = append(opts, grpc.ChainUnaryInterceptor(o.intercept))
+		}
 		tn.gs = grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(certs.ServerConfig())))...)
 		tn.srv.Register(tn.gs)
 		go func() {
