@@ -95,7 +95,11 @@
 // calls form the next request at once, as many as fit MaxRecords and
 // MaxBytes (at least one call, even one that alone exceeds them). There is
 // no linger timer: a lone caller is sent at once, and calls share requests
-// only when they arrive while others are in flight. A call's records stay
+// when they arrive while others are in flight. When a request of several
+// calls returns, the Producer holds the queued calls briefly (half that
+// request's latency, at most ProducerConfig.RegroupMax) for its callers to
+// produce again, so that callers in a loop travel together rather than in
+// alternating groups. A call's records stay
 // together and in order in one request, so Produce keeps Client.Produce's
 // contract: the records are stored atomically at consecutive offsets, and
 // the response gives the call's own base offset and count and the entry's

@@ -17,10 +17,11 @@ import (
 
 // Defaults for the zero fields of ProducerConfig.
 const (
-	DefaultProducerMaxInflight    = 4
+	DefaultProducerMaxInflight    = 2
 	DefaultProducerMaxRecords     = 1000
 	DefaultProducerMaxBytes       = 512 << 10
 	DefaultProducerRequestTimeout = 30 * time.Second
+	DefaultProducerRegroupMax     = time.Millisecond
 )
 
 // ProducerConfig configures a Producer. Zero fields take the defaults
@@ -28,7 +29,8 @@ const (
 type ProducerConfig struct {
 	// MaxInflight bounds the produce requests the Producer has in flight
 	// at once. While that many are, calls queue and the next request
-	// grows. Default: 4.
+	// grows. Default: 2, so that the next request is formed while one
+	// is on its way (see DESIGN.md).
 	MaxInflight int
 	// MaxRecords bounds the records of one request; a call with more
 	// records than that is sent alone. Keep it within the servers'
@@ -42,6 +44,13 @@ type ProducerConfig struct {
 	// RequestTimeout bounds one request, its retries included, and so how
 	// long Close waits for the requests in flight. Default: 30s.
 	RequestTimeout time.Duration
+	// RegroupMax bounds how long the Producer holds the queued calls,
+	// when a request returns, for that request's callers to produce
+	// again, so that they travel together instead of taking turns: it
+	// waits for as many calls as the request answered, half the
+	// request's latency at most, and never more than RegroupMax. A
+	// lone caller never waits. Default: 1ms; negative: never wait.
+	RegroupMax time.Duration
 }
 
 // withDefaults returns c with its zero fields set to the defaults, or an
@@ -70,6 +79,9 @@ func (c ProducerConfig) withDefaults() (ProducerConfig, error) {
 	case c.RequestTimeout < 0:
 		problems = append(problems, fmt.Sprintf("RequestTimeout %s must not be negative", c.RequestTimeout))
 	}
+	if c.RegroupMax == 0 {
+		c.RegroupMax = DefaultProducerRegroupMax
+	}
 	if len(problems) > 0 {
 		return c, fmt.Errorf("%w: producer: %s", ErrInvalidConfig, strings.Join(problems, "; "))
 	}
@@ -96,6 +108,18 @@ type Producer struct {
 	gone     int      // calls in queue whose callers left
 	inflight int      // requests in flight
 	closed   bool
+	// queuedRecords and queuedBytes count the queued calls that are not
+	// gone.
+	queuedRecords, queuedBytes int
+	// regroup, while set, holds dispatch until the queue has regroup.want
+	// calls or the timer fires (see ProducerConfig.RegroupMax).
+	regroup *regroup
+}
+
+// regroup is one wait for the callers of a returned request.
+type regroup struct {
+	want  int // live queued calls that end the wait
+	timer *time.Timer
 }
 
 // pcall is one Produce call of a Producer.
@@ -176,6 +200,8 @@ func (p *Producer) Produce(ctx context.Context, recs ...*loghousev1.Record) (*lo
 		return nil, ErrClosed
 	}
 	p.queue = append(p.queue, pc)
+	p.queuedRecords += len(pc.recs)
+	p.queuedBytes += pc.size
 	p.dispatchLocked()
 	p.mu.Unlock()
 
@@ -223,7 +249,9 @@ func (p *Producer) Close() {
 	p.mu.Lock()
 	q := p.queue
 	p.queue, p.gone = nil, 0
+	p.queuedRecords, p.queuedBytes = 0, 0
 	p.closed = true
+	p.endRegroupLocked()
 	for _, pc := range q {
 		if pc.state == queued {
 			pc.state = gone
@@ -236,13 +264,20 @@ func (p *Producer) Close() {
 }
 
 // dispatchLocked starts requests while a slot is free and calls are
-// queued.
+// queued, unless a regroup holds them.
 func (p *Producer) dispatchLocked() {
+	if r := p.regroup; r != nil {
+		if len(p.queue)-p.gone < r.want && p.queuedRecords < p.cfg.MaxRecords && p.queuedBytes < p.cfg.MaxBytes {
+			return
+		}
+		p.endRegroupLocked()
+	}
 	for !p.closed && p.inflight < p.cfg.MaxInflight {
 		calls := p.nextLocked()
 		if calls == nil {
 			return
 		}
+
 		p.inflight++
 		p.wg.Add(1)
 		go func() {
@@ -270,6 +305,8 @@ func (p *Producer) nextLocked() []*pcall {
 			break
 		}
 		n++
+		p.queuedRecords -= len(pc.recs)
+		p.queuedBytes -= pc.size
 		if err := pc.ctx.Err(); err != nil {
 			pc.state = gone
 			pc.done <- presult{err: err}
@@ -298,6 +335,8 @@ func (p *Producer) nextLocked() []*pcall {
 func (p *Producer) leaveLocked(pc *pcall) {
 	pc.state = gone
 	p.gone++
+	p.queuedRecords -= len(pc.recs)
+	p.queuedBytes -= pc.size
 	if p.gone < 64 || 2*p.gone < len(p.queue) {
 		return
 	}
@@ -315,7 +354,9 @@ func (p *Producer) leaveLocked(pc *pcall) {
 // the request was rejected in a way one call's records may have caused,
 // its calls go back to the front of the queue, each to be sent alone.
 func (p *Producer) send(calls []*pcall) {
+	start := time.Now()
 	split := p.produce(calls)
+	took := time.Since(start)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inflight--
@@ -334,11 +375,49 @@ func (p *Producer) send(calls []*pcall) {
 			default:
 				pc.state, pc.alone = queued, true
 				again = append(again, pc)
+				p.queuedRecords += len(pc.recs)
+				p.queuedBytes += pc.size
 			}
 		}
 		p.queue = append(again, p.queue...)
+	} else if want := len(p.queue) - p.gone + len(calls); want > 1 && !p.closed && p.cfg.RegroupMax > 0 {
+		p.startRegroupLocked(want, min(took/2, p.cfg.RegroupMax))
 	}
 	p.dispatchLocked()
+}
+
+// startRegroupLocked holds dispatch until want calls are queued or wait
+// has passed. The callers of a request that just returned usually produce
+// again at once; without the wait, the first of them, or the calls queued
+// meanwhile, would leave without the others, and in a closed loop the
+// callers would split into groups that take turns, in requests half as
+// large. The wait lasts half a request's latency at most; a lone caller,
+// whose request carried only its call and found nothing queued, never
+// waits.
+func (p *Producer) startRegroupLocked(want int, wait time.Duration) {
+	if r := p.regroup; r != nil {
+		r.want = max(r.want, want) // the earlier deadline stands
+		return
+	}
+	r := &regroup{want: want}
+
+	r.timer = time.AfterFunc(wait, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.regroup == r {
+			p.endRegroupLocked()
+			p.dispatchLocked()
+		}
+	})
+	p.regroup = r
+}
+
+// endRegroupLocked ends the current regroup, if any.
+func (p *Producer) endRegroupLocked() {
+	if p.regroup != nil {
+		p.regroup.timer.Stop()
+		p.regroup = nil
+	}
 }
 
 // produce sends the calls' records in one request, bounded by

@@ -595,6 +595,71 @@ func TestProducerLoneCaller(t *testing.T) {
 	}
 }
 
+// TestProducerRegroup runs 8 callers in a closed loop, 3 calls each, one
+// request in flight, on a server that takes 100ms per produce request, so
+// that the order of events does not depend on the scheduler. The first
+// call goes alone; when it returns, the Producer waits for its caller to
+// produce again and sends the next 8 calls together, and so on: 4
+// requests. Without the regroup wait, the first caller's calls would keep
+// leaving alone while the others' go together: 6 requests.
+func TestProducerRegroup(t *testing.T) {
+	slow := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == methodProduce {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return handler(ctx, req)
+	}
+	for _, tc := range []struct {
+		name     string
+		regroup  time.Duration
+		requests int
+	}{
+		{"regroup", time.Second, 4},
+		{"off", -1, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 1, clusterOpts{intercept: slow})
+			cl := c.client(t, c.addrs(), nil)
+			p := newProducer(t, cl, ProducerConfig{MaxInflight: 1, RegroupMax: tc.regroup})
+			ctx := testCtx(t)
+			const callers, rounds = 8, 3
+			var (
+				mu    sync.Mutex
+				calls [][]*loghousev1.Record
+				resps []*loghousev1.ProduceResponse
+				wg    sync.WaitGroup
+			)
+			before := c.nodes[0].calls.count(methodProduce)
+			for i := range callers {
+				if i == 1 { // the first call has left alone
+					waitFor(t, "the first request at the server", func() bool { return c.nodes[0].calls.count(methodProduce) > before })
+				}
+				wg.Go(func() {
+					for r := range rounds {
+						rs := recs(fmt.Sprintf("c%d-r%d", i, r), 1)
+						resp, err := p.Produce(ctx, rs...)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						calls, resps = append(calls, rs), append(resps, resp)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			if got := c.nodes[0].calls.count(methodProduce) - before; got != tc.requests {
+				t.Errorf("%d produce requests for %d callers x %d calls, want %d", got, callers, rounds, tc.requests)
+			}
+			checkLog(t, readLog(t, c, c.nodes[0]), calls, resps)
+		})
+	}
+}
+
 // TestProducerRefusesBadCalls checks the calls refused before any request:
 // no records, a header name that cannot be marshalled, a context that has
 // ended.
@@ -636,12 +701,17 @@ func TestProducerConfig(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			want: ProducerConfig{MaxInflight: 4, MaxRecords: 1000, MaxBytes: 512 << 10, RequestTimeout: 30 * time.Second},
+			want: ProducerConfig{MaxInflight: 2, MaxRecords: 1000, MaxBytes: 512 << 10, RequestTimeout: 30 * time.Second, RegroupMax: time.Millisecond},
 		},
 		{
 			name: "kept",
-			cfg:  ProducerConfig{MaxInflight: 1, MaxRecords: 2, MaxBytes: 3, RequestTimeout: time.Second},
-			want: ProducerConfig{MaxInflight: 1, MaxRecords: 2, MaxBytes: 3, RequestTimeout: time.Second},
+			cfg:  ProducerConfig{MaxInflight: 1, MaxRecords: 2, MaxBytes: 3, RequestTimeout: time.Second, RegroupMax: 5 * time.Millisecond},
+			want: ProducerConfig{MaxInflight: 1, MaxRecords: 2, MaxBytes: 3, RequestTimeout: time.Second, RegroupMax: 5 * time.Millisecond},
+		},
+		{
+			name: "regroup off",
+			cfg:  ProducerConfig{RegroupMax: -1},
+			want: ProducerConfig{MaxInflight: 2, MaxRecords: 1000, MaxBytes: 512 << 10, RequestTimeout: 30 * time.Second, RegroupMax: -1},
 		},
 		{name: "negative inflight", cfg: ProducerConfig{MaxInflight: -1}, wantErr: true},
 		{name: "negative records", cfg: ProducerConfig{MaxRecords: -1}, wantErr: true},
@@ -666,7 +736,7 @@ func TestProducerConfig(t *testing.T) {
 
 // BenchmarkProducer has 64 goroutines produce one 256-byte record per call
 // to a one-node cluster: each call its own request (Client.Produce), or
-// through a Producer (with its default MaxInflight, and 1 and 2). For
+// through a Producer (its defaults; MaxInflight 1 and 4; no regroup). For
 // reference, Batched64 is the bound: one goroutine producing 64 records per
 // request with Client.Produce. An op is one record.
 func BenchmarkProducer(b *testing.B) {
@@ -693,7 +763,8 @@ func BenchmarkProducer(b *testing.B) {
 		{"ClientProduce", goroutines, 1, one(cl.Produce)},
 		{"Producer", goroutines, 1, one(newProducer(b, cl, ProducerConfig{}).Produce)},
 		{"ProducerInflight1", goroutines, 1, one(newProducer(b, cl, ProducerConfig{MaxInflight: 1}).Produce)},
-		{"ProducerInflight2", goroutines, 1, one(newProducer(b, cl, ProducerConfig{MaxInflight: 2}).Produce)},
+		{"ProducerInflight4", goroutines, 1, one(newProducer(b, cl, ProducerConfig{MaxInflight: 4}).Produce)},
+		{"ProducerNoRegroup", goroutines, 1, one(newProducer(b, cl, ProducerConfig{RegroupMax: -1}).Produce)},
 		{"Batched64", 1, goroutines, func(ctx context.Context) error {
 			_, err := cl.Produce(ctx, batch...)
 			return err
