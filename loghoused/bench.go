@@ -27,8 +27,9 @@ import (
 const benchUsage = `usage: loghoused bench produce|consume [flags]
 
   produce   append records of -size bytes from -producers clients, -batch
-            per request, with unary Produce or (-stream) pipelined
-            ProduceStream, as fast as they go or at -rate records/s
+            per request, with unary Produce, (-stream) pipelined
+            ProduceStream, or (-shared) one batching client.Producer that
+            all producers share, as fast as they go or at -rate records/s
   consume   read the log from -offset with -consumers clients, each to the
             end of the log as it was when they started (or -n records),
             with ConsumeStream or (-unary) Consume
@@ -114,6 +115,7 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	batch := fs.Int("batch", 1, "records per request")
 	stream := fs.Bool("stream", false, "pipeline requests on one ProduceStream per producer instead of unary Produce calls")
 	inflight := fs.Int("inflight", 8, "requests in flight per stream (with -stream)")
+	shared := fs.Bool("shared", false, "the producers share one batching client.Producer, whose requests carry the records of concurrent calls (as the goroutines of one service would)")
 	rate := fs.Float64("rate", 0, "target records/s over all producers, an open loop with latency measured from each request's intended send time (0: a closed loop, as fast as the cluster answers)")
 	if help, err := parseBenchFlags(fs, args); help || err != nil {
 		return err
@@ -133,6 +135,8 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usageError{fmt.Sprintf("-inflight must be positive, got %d", *inflight)}
 	case *rate < 0:
 		return usageError{fmt.Sprintf("-rate must not be negative, got %v", *rate)}
+	case *shared && *stream:
+		return usageError{"-shared and -stream exclude each other"}
 	}
 	if !*stream {
 		*inflight = 1
@@ -151,6 +155,13 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer conns.close()
+	var producer *client.Producer
+	if *shared {
+		if producer, err = cl.NewProducer(client.ProducerConfig{}); err != nil {
+			return err
+		}
+		defer producer.Close()
+	}
 
 	value := make([]byte, *size)
 	fillRandom(value)
@@ -165,6 +176,15 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			recs[j] = &loghousev1.Record{Value: value}
 		}
 		req := &loghousev1.ProduceRequest{Records: recs}
+		if producer != nil {
+			workers[i] = loadgen.Call(func(ctx context.Context) (int, error) {
+				if _, err := producer.Produce(ctx, recs...); err != nil {
+					return 0, rpcError(err)
+				}
+				return len(recs), nil
+			})
+			continue
+		}
 		if !*stream {
 			workers[i] = loadgen.Call(func(ctx context.Context) (int, error) {
 				if _, err := lc.Produce(ctx, req); err != nil {
@@ -186,8 +206,11 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	desc := benchDesc{
 		Command: "produce", Target: leader, Clients: bf.clients, Conns: conns.n(),
-		RecordBytes: *size, RecordsPerRequest: *batch, Stream: *stream, Inflight: *inflight, Rate: *rate,
+		RecordBytes: *size, RecordsPerRequest: *batch, Stream: *stream, Shared: *shared, Inflight: *inflight, Rate: *rate,
 		DurationSec: bf.duration.Seconds(), WarmupSec: bf.warmup.Seconds(),
+	}
+	if *shared {
+		desc.Conns = 1 // the Producer's Client's connection to the leader
 	}
 	res, err := bf.run(ctx, stderr, loadgen.Config{
 		RecordsPerOp: *batch, RecordBytes: *size, Rate: *rate, Inflight: *inflight,
@@ -537,6 +560,7 @@ type benchDesc struct {
 	RecordBytes       int     `json:"record_bytes"`
 	RecordsPerRequest int     `json:"records_per_request,omitempty"`
 	Stream            bool    `json:"stream"`
+	Shared            bool    `json:"shared,omitempty"`
 	Inflight          int     `json:"inflight,omitempty"`
 	Rate              float64 `json:"target_rate,omitempty"`
 	Offset            uint64  `json:"offset,omitempty"`
@@ -582,10 +606,14 @@ func printBench(w io.Writer, d benchDesc, res loadgen.Result) {
 	switch d.Command {
 	case "produce":
 		how := "unary Produce"
-		if d.Stream {
+		switch {
+		case d.Stream:
 			how = fmt.Sprintf("ProduceStream, %d in flight", d.Inflight)
+		case d.Shared:
+			how = "calls of one shared batching Producer"
+			per = "call"
 		}
-		fmt.Fprintf(w, "produce: %s, %s of %d B per request, %s, %s\n", plural(d.Clients, "producer"), plural(d.RecordsPerRequest, "record"), d.RecordBytes, how, loop)
+		fmt.Fprintf(w, "produce: %s, %s of %d B per %s, %s, %s\n", plural(d.Clients, "producer"), plural(d.RecordsPerRequest, "record"), d.RecordBytes, per, how, loop)
 	case "consume":
 		how := "unary Consume"
 		if d.Stream {

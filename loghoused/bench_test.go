@@ -91,6 +91,7 @@ func TestBenchUsage(t *testing.T) {
 		{"negative conns", []string{"produce", "-conns", "-1"}, "-conns"},
 		{"zero batch", []string{"produce", "-batch", "0"}, "-batch must be positive"},
 		{"zero inflight", []string{"produce", "-stream", "-inflight", "0"}, "-inflight must be positive"},
+		{"shared stream", []string{"produce", "-stream", "-shared"}, "-shared and -stream exclude each other"},
 		{"negative size", []string{"produce", "-size", "-1"}, "-size"},
 		{"negative rate", []string{"produce", "-rate", "-5"}, "-rate"},
 		{"zero duration", []string{"produce", "-duration", "0s"}, "-duration must be positive"},
@@ -153,6 +154,16 @@ func TestBenchAgainstDevAgent(t *testing.T) {
 		}
 		checkResult(t, got)
 		if !got.Stream || got.Inflight != 4 || got.Conns != 2 || got.Result.Records != 16*got.Result.Ops {
+			t.Fatalf("%+v", got)
+		}
+	})
+	t.Run("produce shared", func(t *testing.T) {
+		got, err := runBenchJSON(t, append([]string{"produce", "-producers", "8", "-shared", "-batch", "2"}, short...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResult(t, got)
+		if !got.Shared || got.Stream || got.Conns != 1 || got.Result.Records != 2*got.Result.Ops {
 			t.Fatalf("%+v", got)
 		}
 	})
