@@ -31,6 +31,7 @@ type options struct {
 	timeout        time.Duration
 	attempt        time.Duration
 	report         string
+	pretouch       int64 // MiB of page cache to cycle before the first round
 	loghoused      string
 	args           []string
 }
@@ -70,6 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on starting or stopping a server and on a consume pass")
 	fs.DurationVar(&o.attempt, "attempt-timeout", 5*time.Second, "bound on one attempt of a set-up call that is retried (creating the JetStream stream)")
 	fs.StringVar(&o.loghoused, "loghoused", "", "a loghoused binary to use (default: build ./loghoused of the loghouse module)")
+	fs.Int64Var(&o.pretouch, "pretouch-mib", 4096, "MiB of page cache to write and delete before the first round, so that no system pays for memory the hypervisor backs on first touch (0: none; capped at half the available memory)")
 	fs.StringVar(&o.report, "report", "", "Markdown report to write (default: REPORT.md in short mode, REPORT-full.md in full mode; \"-\" for none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -186,6 +188,9 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if e.certs, err = makeCerts(filepath.Join(e.work, "tls"), []string{"n1", "n2", "n3", "baseline"}); err != nil {
 		return err
 	}
+	if err := pretouch(filepath.Join(e.work, "pretouch"), o.pretouch<<20, stderr); err != nil {
+		return err
+	}
 	known := systemsByName()
 	ws := o.workloads()
 	all := map[string]map[string][]loadgen.Result{}
@@ -229,6 +234,13 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 				fmt.Fprintf(stderr, "round %d/%d %s FAILED: %v\n", round+1, o.rounds, name, err)
 			}
 			fmt.Fprintf(stderr, "round %d/%d %s done in %s\n", round+1, o.rounds, name, time.Since(t0).Round(100*time.Millisecond))
+			if !keepWork {
+				// Free the system's page cache for the next one (see
+				// pretouch); a failed run's data is kept to look at.
+				if err := os.RemoveAll(filepath.Join(e.work, "data")); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	rep := report{opts: o, systems: known, workloads: ws, results: all, failures: failures, started: started, elapsed: time.Since(started)}
