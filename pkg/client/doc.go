@@ -17,6 +17,11 @@
 //
 // # Finding the cluster
 //
+// Seeds are addresses, or DNS SRV names looked up again on every
+// resolution: "consul://loghouse" asks the local Consul agent for
+// loghouse.service.consul, "srv://HOST:PORT/NAME" any DNS server (see
+// Config.Seeds).
+//
 // New asks the seeds, one after the other, for the cluster's servers
 // (GetServers: every server's ID, RPC address, whether it leads and whether
 // it votes) and remembers them. The Client keeps one gRPC connection per
