@@ -660,10 +660,10 @@ func TestProducerRegroup(t *testing.T) {
 	}
 }
 
-// TestProducerRefusesBadCalls checks the calls refused before any request:
+// TestProduceRefusesBadCalls checks the calls refused before any request:
 // no records, a header name that cannot be marshalled, a context that has
 // ended.
-func TestProducerRefusesBadCalls(t *testing.T) {
+func TestProduceRefusesBadCalls(t *testing.T) {
 	c := newCluster(t, 1, clusterOpts{})
 	cl := c.client(t, c.addrs(), nil)
 	p := newProducer(t, cl, ProducerConfig{})
@@ -681,7 +681,15 @@ func TestProducerRefusesBadCalls(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := p.Produce(tt.ctx, tt.recs...); !tt.want(err) {
-				t.Errorf("Produce = %v", err)
+				t.Errorf("Producer.Produce = %v", err)
+			}
+			// Client.Produce refuses the bad records the same way,
+			// not as indeterminate.
+			if tt.ctx.Err() != nil {
+				return
+			}
+			if _, err := cl.Produce(tt.ctx, tt.recs...); !tt.want(err) || errors.Is(err, ErrIndeterminate) {
+				t.Errorf("Client.Produce = %v", err)
 			}
 		})
 	}
