@@ -240,7 +240,14 @@ func (w *produceStreamWorker) Send(ctx context.Context) error {
 	w.req.Sequence = w.sent
 	w.sent++
 	if err := w.stream.Send(w.req); err != nil {
-		return w.streamErr(err)
+		if errors.Is(err, io.EOF) {
+			// The stream has ended (the server ended it, or its
+			// context was cancelled). Only Recv may learn why: gRPC
+			// forbids a second, concurrent Recv here, and the
+			// receiving goroutine's next Recv returns the status.
+			return nil
+		}
+		return rpcError(err)
 	}
 	return nil
 }
@@ -250,7 +257,7 @@ func (w *produceStreamWorker) Recv(ctx context.Context) (int, error) {
 	defer stop()
 	resp, err := w.stream.Recv()
 	if err != nil {
-		return 0, w.streamErr(err)
+		return 0, rpcError(err)
 	}
 	if e := resp.GetError(); e != nil {
 		return 0, rpcError(status.Error(codes.Code(e.GetCode()), e.GetMessage()))
@@ -260,17 +267,6 @@ func (w *produceStreamWorker) Recv(ctx context.Context) (int, error) {
 	}
 	w.recvd++
 	return int(resp.GetCount()), nil
-}
-
-// streamErr gives the stream's real status: Send reports io.EOF when the
-// server has ended the stream, and Recv has the reason.
-func (w *produceStreamWorker) streamErr(err error) error {
-	if errors.Is(err, io.EOF) {
-		if _, rerr := w.stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
-			err = rerr
-		}
-	}
-	return rpcError(err)
 }
 
 // benchConsume runs "loghoused bench consume".
