@@ -16,6 +16,7 @@ import (
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/config"
+	"github.com/loghouse/loghouse/pkg/membership"
 	"github.com/loghouse/loghouse/pkg/record"
 	"github.com/loghouse/loghouse/pkg/tlsutil"
 )
@@ -231,7 +232,23 @@ func TestClusterBootstrapExpectReconcileRestart(t *testing.T) {
 		t.Fatalf("restarted node's voters %v", got)
 	}
 
-	// A graceful leave removes the server from raft.
+	// A graceful leave removes the server from raft. The others learn
+	// of a leave only while they see the leaver alive; right after a
+	// quick restart gossip may still be settling the old incarnation's
+	// failure (seen in CI: they marked it failed after it had rejoined,
+	// and its leave a second later never reached them).
+	waitUntil(t, "the others to see the restarted node alive", func() bool {
+		for _, n := range nodes[:2] {
+			alive := false
+			for _, m := range n.a.Members().Members() {
+				alive = alive || (m.Name == restarted.name && m.Status == membership.StatusAlive)
+			}
+			if !alive {
+				return false
+			}
+		}
+		return true
+	})
 	restarted.a.cfg.LeaveOnTerminate = true
 	restarted.stop(t)
 	waitUntil(t, "the leaver to be removed", func() bool {
