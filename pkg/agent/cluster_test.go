@@ -233,21 +233,29 @@ func TestClusterBootstrapExpectReconcileRestart(t *testing.T) {
 	}
 
 	// A graceful leave removes the server from raft. The others learn
-	// of a leave only while they see the leaver alive; right after a
-	// quick restart gossip may still be settling the old incarnation's
-	// failure (seen in CI: they marked it failed after it had rejoined,
-	// and its leave a second later never reached them).
-	waitUntil(t, "the others to see the restarted node alive", func() bool {
+	// of a leave only while they see the leaver alive. Right after a
+	// quick restart they may still hold the old incarnation as alive,
+	// then mark it failed (the new process starts at a lower memberlist
+	// incarnation, so its alive messages are ignored) until Serf's
+	// reconnect, a second later, brings it back; a leave in between is
+	// lost (seen in CI). So the test waits until both have seen it alive
+	// for longer than that, as an operator's rolling restart would.
+	var aliveSince time.Time
+	waitUntil(t, "the others to see the restarted node alive for 2s", func() bool {
 		for _, n := range nodes[:2] {
 			alive := false
 			for _, m := range n.a.Members().Members() {
 				alive = alive || (m.Name == restarted.name && m.Status == membership.StatusAlive)
 			}
 			if !alive {
+				aliveSince = time.Time{}
 				return false
 			}
 		}
-		return true
+		if aliveSince.IsZero() {
+			aliveSince = time.Now()
+		}
+		return time.Since(aliveSince) >= 2*time.Second
 	})
 	restarted.a.cfg.LeaveOnTerminate = true
 	restarted.stop(t)
