@@ -15,7 +15,7 @@ import (
 
 // FuzzProduceRequest feeds arbitrary bytes to the produce codec as a wire
 // message would arrive, and checks it against protobuf's own decoder
-// followed by the same limits (msgFromProto): a message protobuf refuses
+// followed by the same limits (referenceMsg): a message protobuf refuses
 // is refused with InvalidArgument; one it accepts gets the same verdict
 // from both, and an accepted one the same batch, within every limit,
 // holding exactly the records protobuf decoded.
@@ -51,7 +51,7 @@ func FuzzProduceRequest(f *testing.F) {
 			}
 			return
 		}
-		want := msgFromProto(&req, lim)
+		want := referenceMsg(&req, lim)
 		if (got.err == nil) != (want.err == nil) {
 			t.Fatalf("codec: %v, protobuf and limits: %v", got.err, want.err)
 		}
@@ -105,4 +105,50 @@ func stripAssigned(recs []*loghousev1.Record) []*loghousev1.Record {
 		}
 	}
 	return out
+}
+
+// referenceMsg is the test's model of parse: the produceMsg of a
+// ProduceRequest that protobuf unmarshalled, built from its fields with
+// the limits written out again, independently of the wire parser.
+func referenceMsg(req *loghousev1.ProduceRequest, lim limits) *produceMsg {
+	m := &produceMsg{seq: req.GetSequence()}
+	in := req.GetRecords()
+	size := 0
+	var refused error
+	for i, pr := range in {
+		n := record.HeadSize(len(pr.GetKey()), len(pr.GetValue()), len(pr.GetHeaders()))
+		for _, h := range pr.GetHeaders() {
+			n += record.HeaderSize(len(h.GetKey()), len(h.GetValue()))
+		}
+		switch {
+		case refused != nil:
+		case len(pr.GetHeaders()) > record.MaxHeaders:
+			refused = status.Errorf(codes.InvalidArgument, "server: record %d has %d headers, the limit is %d", i, len(pr.GetHeaders()), record.MaxHeaders)
+		case n > lim.maxRecordBytes:
+			refused = status.Errorf(codes.InvalidArgument, "server: record %d takes %d bytes (key, value and headers), the limit is %d", i, n, lim.maxRecordBytes)
+		}
+		size += n
+	}
+	switch {
+	case len(in) == 0:
+		m.err = status.Error(codes.InvalidArgument, "server: a produce request needs at least one record")
+	case len(in) > lim.maxRequestRecords:
+		m.err = status.Errorf(codes.InvalidArgument, "server: %d records in one request, the limit is %d", len(in), lim.maxRequestRecords)
+	case refused != nil:
+		m.err = refused
+	case size > lim.maxBatchBytes:
+		m.err = status.Errorf(codes.InvalidArgument, "server: the request's records take %d bytes, the limit for one request is %d", size, lim.maxBatchBytes)
+	}
+	if m.err != nil {
+		return m
+	}
+	buf := make([]byte, record.BatchHeaderSize, record.BatchHeaderSize+size)
+	for _, pr := range in {
+		buf = record.AppendRecordHead(buf, pr.GetKey(), pr.GetValue(), len(pr.GetHeaders()))
+		for _, h := range pr.GetHeaders() {
+			buf = record.AppendHeader(buf, []byte(h.GetKey()), h.GetValue())
+		}
+	}
+	m.count, m.buf = len(in), buf
+	return m
 }

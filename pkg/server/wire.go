@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/record"
@@ -218,57 +219,26 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []b
 }
 
 // msgFromProto builds the produceMsg of a ProduceRequest already
-// unmarshalled (a caller of Server.Produce that is not gRPC), with the
-// same checks as parse.
+// unmarshalled (a caller of Server.Produce that is not gRPC) through the
+// same parser as the wire, so there is one set of checks.
 func msgFromProto(req *loghousev1.ProduceRequest, lim limits) *produceMsg {
-	m := &produceMsg{seq: req.GetSequence()}
-	in := req.GetRecords()
-	size := 0
-	var refused error
-	for i, pr := range in {
-		n := record.HeadSize(len(pr.GetKey()), len(pr.GetValue()), len(pr.GetHeaders()))
-		for _, h := range pr.GetHeaders() {
-			n += record.HeaderSize(len(h.GetKey()), len(h.GetValue()))
-		}
-		switch {
-		case refused != nil:
-		case len(pr.GetHeaders()) > record.MaxHeaders:
-			refused = status.Errorf(codes.InvalidArgument, "server: record %d has %d headers, the limit is %d", i, len(pr.GetHeaders()), record.MaxHeaders)
-		case n > lim.maxRecordBytes:
-			refused = status.Errorf(codes.InvalidArgument, "server: record %d takes %d bytes (key, value and headers), the limit is %d", i, n, lim.maxRecordBytes)
-		}
-		size += n
-	}
-	switch {
-	case len(in) == 0:
-		m.err = status.Error(codes.InvalidArgument, "server: a produce request needs at least one record")
-	case len(in) > lim.maxRequestRecords:
-		m.err = status.Errorf(codes.InvalidArgument, "server: %d records in one request, the limit is %d", len(in), lim.maxRequestRecords)
-	case refused != nil:
-		m.err = refused
-	case size > lim.maxBatchBytes:
-		m.err = status.Errorf(codes.InvalidArgument, "server: the request's records take %d bytes, the limit for one request is %d", size, lim.maxBatchBytes)
-	}
-	if m.err != nil {
+	m := new(produceMsg)
+	b, err := proto.Marshal(req)
+	if err != nil {
+		m.err = status.Errorf(codes.InvalidArgument, "server: %s: %v", errMalformed, err)
 		return m
 	}
-	buf := make([]byte, record.BatchHeaderSize, record.BatchHeaderSize+size)
-	for _, pr := range in {
-		buf = record.AppendRecordHead(buf, pr.GetKey(), pr.GetValue(), len(pr.GetHeaders()))
-		for _, h := range pr.GetHeaders() {
-			buf = record.AppendHeader(buf, []byte(h.GetKey()), h.GetValue())
-		}
-	}
-	m.count, m.buf = len(in), buf
+	m.parse(b, lim)
 	return m
 }
 
 // toProto returns the records of m as a ProduceRequest, for a follower
 // that forwards them to the leader.
 func (m *produceMsg) toProto() (*loghousev1.ProduceRequest, error) {
-	hdr := make([]byte, record.BatchHeaderSize)
-	record.PutBatchHeader(hdr, uint32(m.count))
-	d, err := record.NewDecoder(append(hdr, m.body()...))
+	// The header space is the request's own; the committer writes the
+	// same header there if the request reaches it.
+	record.PutBatchHeader(m.buf, uint32(m.count))
+	d, err := record.NewDecoder(m.buf)
 	if err != nil {
 		return nil, err
 	}
