@@ -150,18 +150,22 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	conns, err := bf.dial(ctx, []string{leader})
-	if err != nil {
-		return err
-	}
-	defer conns.close()
+	// Shared producers go through the Producer's Client and its one
+	// connection to the leader; the others get connections of their own.
+	conns, nconns := &benchConns{}, 1
 	var producer *client.Producer
 	if *shared {
 		if producer, err = cl.NewProducer(client.ProducerConfig{}); err != nil {
 			return err
 		}
 		defer producer.Close()
+	} else {
+		if conns, err = bf.dial(ctx, []string{leader}); err != nil {
+			return err
+		}
+		nconns = conns.n()
 	}
+	defer conns.close()
 
 	value := make([]byte, *size)
 	fillRandom(value)
@@ -170,7 +174,6 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer cancel()
 	workers := make([]loadgen.Worker, bf.clients)
 	for i := range workers {
-		lc := loghousev1.NewLogClient(conns.get(i))
 		recs := make([]*loghousev1.Record, *batch)
 		for j := range recs {
 			recs[j] = &loghousev1.Record{Value: value}
@@ -185,6 +188,7 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			})
 			continue
 		}
+		lc := loghousev1.NewLogClient(conns.get(i))
 		if !*stream {
 			workers[i] = loadgen.Call(func(ctx context.Context) (int, error) {
 				if _, err := lc.Produce(ctx, req); err != nil {
@@ -205,12 +209,9 @@ func benchProduce(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		workers[i] = &produceStreamWorker{stream: ps, req: req, cancel: scancel}
 	}
 	desc := benchDesc{
-		Command: "produce", Target: leader, Clients: bf.clients, Conns: conns.n(),
+		Command: "produce", Target: leader, Clients: bf.clients, Conns: nconns,
 		RecordBytes: *size, RecordsPerRequest: *batch, Stream: *stream, Shared: *shared, Inflight: *inflight, Rate: *rate,
 		DurationSec: bf.duration.Seconds(), WarmupSec: bf.warmup.Seconds(),
-	}
-	if *shared {
-		desc.Conns = 1 // the Producer's Client's connection to the leader
 	}
 	res, err := bf.run(ctx, stderr, loadgen.Config{
 		RecordsPerOp: *batch, RecordBytes: *size, Rate: *rate, Inflight: *inflight,
