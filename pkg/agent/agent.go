@@ -159,6 +159,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 			Sync:            a.cfg.Storage.Sync,
 			MaxSegmentBytes: a.cfg.Storage.SegmentBytes,
 			MaxEntryBytes:   int(a.cfg.Storage.MaxEntryBytes),
+			Preallocate:     preallocate(a.cfg.Storage.Preallocate),
 			RetentionBytes:  a.cfg.Storage.RetentionBytes,
 			RetentionAge:    a.cfg.Storage.RetentionAge,
 		},
@@ -533,4 +534,13 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// preallocate maps storage.preallocate (0: never) to the commit log's
+// option (0 there is its default, negative never).
+func preallocate(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

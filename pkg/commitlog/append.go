@@ -84,9 +84,11 @@ func (l *Log) Append(entries []Entry) error {
 		p += n
 	}
 
+	l.allocate(a, pos+batchBytes)
 	if _, err := a.store.WriteAt(buf, pos); err != nil {
 		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.storePath, pos, err))
 	}
+	a.alloc = max(a.alloc, pos+batchBytes)
 	idxPos := int64(fileHeaderSize) + int64(a.count())*indexEntrySize
 	if _, err := a.idxFile.WriteAt(l.idxBuf, idxPos); err != nil {
 		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.indexPath, idxPos, err))
@@ -169,13 +171,45 @@ func (l *Log) truncateStore(a *segment) error {
 		}
 		return l.failed
 	}
+	a.alloc = a.size
 	return nil
+}
+
+// allocate extends the active store's file ahead of a write that ends at
+// end, by a chunk of Options.Preallocate (see there). It only saves
+// work: if the file system cannot preallocate, or the disk has no room for
+// a whole chunk, the write goes ahead and extends the file itself (and
+// fails on its own if the disk is full).
+func (l *Log) allocate(a *segment, end int64) {
+	if l.opts.Preallocate < 0 || l.noAllocate || end <= a.alloc {
+		return
+	}
+	want := max(end, min(a.alloc+l.opts.Preallocate, l.opts.MaxSegmentBytes))
+	err := a.store.Allocate(a.alloc, want-a.alloc)
+	switch {
+	case err == nil:
+		a.alloc = want
+	case errors.Is(err, errors.ErrUnsupported):
+		l.noAllocate = true
+		l.logger.Info("the file system cannot preallocate; each write extends the store", "file", a.storePath, "error", err)
+	default:
+		// Part of the chunk may have been allocated: those bytes are
+		// zeros past a.alloc, which recovery and sealing handle.
+		l.logger.Debug("could not preallocate", "file", a.storePath, "bytes", want-a.alloc, "error", err)
+	}
 }
 
 // roll seals the active segment a and starts a new one after it. The old
 // segment is made durable (store, index, time index) before the new one
 // exists, so every sealed segment on disk is whole.
 func (l *Log) roll(a *segment) error {
+	// A sealed store is exactly its entries (Open and openSealed check
+	// its size): the preallocated tail goes first, and the sync below
+	// makes the new size durable with the data.
+	if err := a.store.Truncate(a.size); err != nil {
+		return fmt.Errorf("commitlog: cut %s to its %d bytes of entries before sealing it: %w", a.storePath, a.size, err)
+	}
+	a.alloc = a.size
 	if err := a.store.Sync(); err != nil {
 		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
 		return l.failed

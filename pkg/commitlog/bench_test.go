@@ -190,19 +190,27 @@ func benchFrame() []byte {
 
 // BenchmarkAppendSyncAlways appends one 256-byte record per Append with
 // SyncAlways, beside the raw limit: pwrite of the same framed bytes at the
-// end of a plain file plus fdatasync. loghouse/raw records/s is the price of
-// the engine on the durable path.
+// end of a plain file plus fdatasync, once appending to the file and once
+// writing into space fallocate reserved (what Options.Preallocate does).
+// loghouse/raw records/s is the price of the engine on the durable path;
+// loghouse against loghouse-no-prealloc is what preallocation saves.
 func BenchmarkAppendSyncAlways(b *testing.B) {
-	b.Run("raw-write-fdatasync", func(b *testing.B) {
+	raw := func(b *testing.B, prealloc bool) {
 		f := benchRawFile(b)
 		fd := int(f.Fd())
 		frame := benchFrame()
 		lat := benchNewLatency(b.N)
-		var pos int64
+		var pos, alloc int64
 		b.ReportAllocs()
 		b.ResetTimer()
 		lat.start()
 		for i := 0; i < b.N; i++ {
+			if prealloc && pos+int64(len(frame)) > alloc {
+				if err := unix.Fallocate(fd, 0, alloc, DefaultPreallocate); err != nil {
+					b.Fatal(err)
+				}
+				alloc += DefaultPreallocate
+			}
 			if _, err := f.WriteAt(frame, pos); err != nil {
 				b.Fatal(err)
 			}
@@ -215,9 +223,15 @@ func BenchmarkAppendSyncAlways(b *testing.B) {
 		b.StopTimer()
 		benchReport(b, int64(b.N))
 		lat.report(b)
-	})
+	}
+	b.Run("raw-write-fdatasync", func(b *testing.B) { raw(b, false) })
+	b.Run("raw-fallocated-write-fdatasync", func(b *testing.B) { raw(b, true) })
 	b.Run("loghouse", func(b *testing.B) {
 		l := benchOpenLog(b, b.TempDir(), Options{Sync: SyncAlways})
+		benchAppendLoop(b, l, benchPayload(1))
+	})
+	b.Run("loghouse-no-prealloc", func(b *testing.B) {
+		l := benchOpenLog(b, b.TempDir(), Options{Sync: SyncAlways, Preallocate: -1})
 		benchAppendLoop(b, l, benchPayload(1))
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -125,7 +126,8 @@ type crashHistory struct {
 // crashSegment is one segment of the pristine log, as found on disk.
 type crashSegment struct {
 	name        string // 20-digit base index
-	size        int64  // store file size
+	size        int64  // the end of the store's entries
+	fileSize    int64  // store file size: more than size if preallocated
 	first, last uint64 // entries held
 }
 
@@ -184,9 +186,13 @@ func crashBuild(t *testing.T) *crashHistory {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := crashSegment{name: strings.TrimSuffix(filepath.Base(path), storeExt), size: int64(len(b)), first: next}
+		s := crashSegment{name: strings.TrimSuffix(filepath.Base(path), storeExt), size: int64(len(b)), fileSize: int64(len(b)), first: next}
 		for pos := int64(fileHeaderSize); pos < int64(len(b)); {
 			e, n, err := DecodeEntry(b[pos:])
+			if err != nil && path == names[len(names)-1] && !slices.ContainsFunc(b[pos:], func(c byte) bool { return c != 0 }) {
+				s.size = pos // the active store's preallocated zeros
+				break
+			}
 			if err != nil {
 				t.Fatalf("decode %s at %d: %v", path, pos, err)
 			}
@@ -205,6 +211,9 @@ func crashBuild(t *testing.T) *crashHistory {
 	}
 	if int(next-1) != len(h.entries) || len(h.segs) < 4 {
 		t.Fatalf("stores hold %d entries in %d segments, appended %d", next-1, len(h.segs), len(h.entries))
+	}
+	if a := h.segs[len(h.segs)-1]; a.fileSize == a.size {
+		t.Fatalf("the active store %s was not preallocated: %d bytes of entries, and no more", a.store(), a.size)
 	}
 	return h
 }
@@ -382,61 +391,86 @@ func crashRunner(t *testing.T) func(name string, f func(t *testing.T)) {
 // TestCrashCutActiveStore cuts the last segment's store at every byte of its
 // last three batches, as a crash in the middle of an append would, and checks
 // that recovery keeps exactly the batches that end before the cut, reports
-// what it cut, and accepts appends that survive another reopen.
+// what it cut, and accepts appends that survive another reopen. It does so
+// twice: once cutting the file (a write that extended it), once zeroing
+// everything from the cut to the end of the file, which keeps its length (a
+// write into preallocated space, of which only a prefix reached the disk).
 func TestCrashCutActiveStore(t *testing.T) {
 	h := crashBuild(t)
-	run := crashRunner(t)
 	k := len(h.segs) - 1
 	seg := h.segs[k]
 	bs := h.batchesIn(k)
 	from := h.start[bs[len(bs)-3][0]]
-	t.Logf("cutting %s at every byte of [%d, %d), batches %v", seg.store(), from, seg.size, bs[len(bs)-3:])
-	for p := from; p < seg.size; p++ {
-		run(fmt.Sprintf("cut=%d", p), func(t *testing.T) {
-			// Expected: the batches that end at or before p survive.
-			var kept, torn [2]uint64
-			for j, b := range bs {
-				if h.end[b[1]] <= p {
-					kept = b
-					torn = bs[j+1]
-				}
-			}
-			keptLast := kept[1]
-			keptEnd := h.end[keptLast]
-			boundary := keptEnd == p
-			dropped, entryEnd := 0, h.start[torn[0]]
-			for i := torn[0]; i <= torn[1] && h.end[i] <= p; i++ {
-				dropped++
-				entryEnd = h.end[i]
-			}
-			if entryEnd != p {
-				dropped++ // the torn entry itself
-			}
+	pristine, err := os.ReadFile(filepath.Join(h.dir, seg.store()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := func(b []byte) bool { return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) }
+	for _, zeroed := range []bool{false, true} {
+		mode := map[bool]string{false: "cut", true: "zeroed"}[zeroed]
+		t.Run(mode, func(t *testing.T) {
+			run := crashRunner(t)
+			t.Logf("%s %s at every byte of [%d, %d), batches %v", mode, seg.store(), from, seg.size, bs[len(bs)-3:])
+			for p := from; p < seg.size; p++ {
+				run(fmt.Sprintf("%s=%d", mode, p), func(t *testing.T) {
+					// Expected: the batches that end at or before p survive.
+					var kept, torn [2]uint64
+					for j, b := range bs {
+						if h.end[b[1]] <= p {
+							kept = b
+							torn = bs[j+1]
+						}
+					}
+					keptLast := kept[1]
+					keptEnd := h.end[keptLast]
+					dropped, entryEnd := 0, h.start[torn[0]]
+					for i := torn[0]; i <= torn[1] && h.end[i] <= p; i++ {
+						dropped++
+						entryEnd = h.end[i]
+					}
+					// A torn entry counts if any of it is on disk; in
+					// zeroed mode, a prefix of zeros is no write at all.
+					if entryEnd != p && !(zeroed && zeros(pristine[entryEnd:p])) {
+						dropped++
+					}
+					clean := dropped == 0
+					size, wantSize, wantDropped := p, keptEnd, p-keptEnd
+					if zeroed {
+						size, wantDropped = seg.fileSize, seg.fileSize-keptEnd
+						if clean {
+							wantSize = seg.fileSize // the zeros stay, ready for the next write
+						}
+					}
 
-			dir := crashCopy(t, h.dir)
-			path := filepath.Join(dir, seg.store())
-			if err := os.Truncate(path, p); err != nil {
-				t.Fatal(err)
+					dir := crashCopy(t, h.dir)
+					path := filepath.Join(dir, seg.store())
+					if err := os.Truncate(path, p); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Truncate(path, size); err != nil {
+						t.Fatal(err)
+					}
+					l := crashOpen(t, dir)
+					rep := l.Recovery()
+					if rep.Segment != path || rep.Entries != keptLast-seg.first+1 {
+						t.Errorf("Recovery scanned %s and kept %d entries, want %s and %d", rep.Segment, rep.Entries, path, keptLast-seg.first+1)
+					}
+					if clean {
+						if rep.TruncatedAt != -1 || rep.DroppedBytes != 0 || rep.DroppedEntries != 0 {
+							t.Errorf("nothing torn, yet Recovery = %+v", rep)
+						}
+					} else if rep.TruncatedAt != keptEnd || rep.DroppedBytes != wantDropped || rep.DroppedBytes <= 0 ||
+						rep.DroppedEntries != dropped || rep.Reason == "" {
+						t.Errorf("Recovery = %+v; want TruncatedAt %d, DroppedBytes %d, DroppedEntries %d and a reason",
+							rep, keptEnd, wantDropped, dropped)
+					}
+					if fi, err := os.Stat(path); err != nil || fi.Size() != wantSize {
+						t.Errorf("store is %v bytes after recovery (%v), want %d", fi.Size(), err, wantSize)
+					}
+					crashCheckLog(t, l, h.entries[:keptLast], seg.first)
+					crashAppendReopen(t, dir, l, h.entries[:keptLast], seg.first)
+				})
 			}
-			l := crashOpen(t, dir)
-			rep := l.Recovery()
-			if rep.Segment != path || rep.Entries != keptLast-seg.first+1 {
-				t.Errorf("Recovery scanned %s and kept %d entries, want %s and %d", rep.Segment, rep.Entries, path, keptLast-seg.first+1)
-			}
-			if boundary {
-				if rep.TruncatedAt != -1 || rep.DroppedBytes != 0 || rep.DroppedEntries != 0 {
-					t.Errorf("cut at a batch boundary, yet Recovery = %+v", rep)
-				}
-			} else if rep.TruncatedAt != keptEnd || rep.DroppedBytes != p-keptEnd || rep.DroppedBytes <= 0 ||
-				rep.DroppedEntries != dropped || rep.Reason == "" {
-				t.Errorf("Recovery = %+v; want TruncatedAt %d, DroppedBytes %d, DroppedEntries %d and a reason",
-					rep, keptEnd, p-keptEnd, dropped)
-			}
-			if fi, err := os.Stat(path); err != nil || fi.Size() != keptEnd {
-				t.Errorf("store is %v bytes after recovery (%v), want %d", fi.Size(), err, keptEnd)
-			}
-			crashCheckLog(t, l, h.entries[:keptLast], seg.first)
-			crashAppendReopen(t, dir, l, h.entries[:keptLast], seg.first)
 		})
 	}
 }
@@ -472,10 +506,10 @@ func TestCrashFlipActiveStore(t *testing.T) {
 			crashFlip(t, path, p)
 			l := crashOpen(t, dir)
 			rep := l.Recovery()
-			if rep.TruncatedAt != cutAt || rep.DroppedBytes != seg.size-cutAt ||
+			if rep.TruncatedAt != cutAt || rep.DroppedBytes != seg.fileSize-cutAt ||
 				rep.DroppedEntries != int(bad-hit[0])+1 || rep.Reason == "" {
 				t.Errorf("byte %d of entry %d (batch %v) damaged: Recovery = %+v; want TruncatedAt %d, DroppedBytes %d, DroppedEntries %d",
-					p, bad, hit, rep, cutAt, seg.size-cutAt, bad-hit[0]+1)
+					p, bad, hit, rep, cutAt, seg.fileSize-cutAt, bad-hit[0]+1)
 			}
 			crashCheckLog(t, l, h.entries[:keptLast], seg.first)
 			crashAppendReopen(t, dir, l, h.entries[:keptLast], seg.first)

@@ -75,6 +75,11 @@
 // offset plus its count. The first entry of a segment has the segment's base
 // index and base offset.
 //
+// The active segment's store file may be longer than its entries: past
+// the last entry it holds zeros, space reserved ahead of the writes with
+// fallocate (Options.Preallocate). A sealed store is exactly its entries: it
+// is cut to them before it is sealed.
+//
 // # Index file
 //
 // After the header, one 16-byte entry per store entry, in order:
@@ -112,10 +117,12 @@
 // Open reads every store's header, checks that base indexes and offsets
 // ascend, and scans only the last store. The scan stops at the first entry
 // that is torn (runs past the end of the file), fails its checksum, has
-// reserved bits set, or breaks index or offset continuity; the store is then
-// cut back to the end of the last entry that ended a batch (so an Append is
-// all or nothing across a crash), and what was dropped is reported in
-// Recovery and logged. The index is compared with the scan and rewritten
+// reserved bits set, or breaks index or offset continuity. If everything from
+// there to the end of the file is zero and the last entry ended a batch, that
+// is preallocated space and the end is clean. Otherwise the store is cut back
+// to the end of the last entry that ended a batch (so an Append is all or
+// nothing across a crash), zeros included, and what was dropped is reported
+// in Recovery and logged. The index is compared with the scan and rewritten
 // where it differs. The last sealed segment is opened too, so that a store
 // that does not continue it exactly (index and offset) is refused. Other
 // sealed segments are checked when first opened (lazily):

@@ -12,10 +12,7 @@ package commitlog
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"testing"
 
 	"github.com/loghouse/loghouse/pkg/vfs"
@@ -91,38 +88,18 @@ func faultBuildPrefix(t *testing.T) *faultPrefix {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stores, err := filepath.Glob(filepath.Join(p.dir, "*"+storeExt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(stores)
-	for _, s := range stores {
-		var base uint64
-		if _, err := fmt.Sscanf(filepath.Base(s), "%020d.store", &base); err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.bases, p.sizes = append(p.bases, base), append(p.sizes, fi.Size())
-	}
+	p.bases, p.sizes = utStores(t, p.dir) // the active store's logical size
 	return p
 }
 
-// faultActiveSize is the size of the last store file in dir.
+// faultActiveSize is the logical size of the last store in dir.
 func faultActiveSize(t *testing.T, dir string) int64 {
 	t.Helper()
-	stores, err := filepath.Glob(filepath.Join(dir, "*"+storeExt))
-	if err != nil || len(stores) == 0 {
-		t.Fatalf("no store in %s: %v", dir, err)
+	_, sizes := utStores(t, dir)
+	if len(sizes) == 0 {
+		t.Fatalf("no store in %s", dir)
 	}
-	sort.Strings(stores)
-	fi, err := os.Stat(stores[len(stores)-1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
+	return sizes[len(sizes)-1]
 }
 
 // faultModel is what the log has promised so far.

@@ -33,6 +33,9 @@ func utFuzzOptions() Options {
 		Sync:              SyncNone,
 		MaxSegmentEntries: 4,
 		TimeIndexInterval: 1,
+		// The fixture's files are exactly their entries, without the
+		// zeros of preallocation (tested in prealloc_test.go).
+		Preallocate: -1,
 	}
 }
 

@@ -83,6 +83,9 @@ type Log struct {
 	encBuf   []byte // encoding buffer, under appendMu
 	idxBuf   []byte // index entries buffer, under appendMu
 	failed   error  // sticky write failure, under appendMu
+	// noAllocate is set, under appendMu, once the file system has said
+	// it cannot preallocate (Options.Preallocate).
+	noAllocate bool
 
 	// mu guards the segment list and the active segment's published
 	// bounds. Writers hold it only to publish; readers hold it (shared)

@@ -279,7 +279,36 @@ func utStores(t testing.TB, dir string) ([]uint64, []int64) {
 		bases = append(bases, b)
 		sizes = append(sizes, fi.Size())
 	}
+	if n := len(bases); n > 0 {
+		sizes[n-1] = utActiveStoreSize(t, filepath.Join(dir, segmentName(bases[n-1])+storeExt))
+	}
 	return bases, sizes
+}
+
+// utActiveStoreSize is the logical size of an active store file: the end
+// of its entries, which must be followed by nothing but zeros (the space
+// Options.Preallocate reserved).
+func utActiveStoreSize(t testing.TB, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < fileHeaderSize {
+		return int64(len(b))
+	}
+	pos := fileHeaderSize
+	for pos < len(b) {
+		_, n, err := DecodeEntry(b[pos:])
+		if err != nil {
+			break
+		}
+		pos += n
+	}
+	if i := bytes.IndexFunc(b[pos:], func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("%s: a non-zero byte at %d after the entries, which end at %d", path, pos+i, pos)
+	}
+	return int64(pos)
 }
 
 // utSatAdd is a+b, or MaxUint64 if that overflows.
@@ -1359,12 +1388,13 @@ func TestUnitAppendRejectsIndexOverflow(t *testing.T) {
 func utBatchEnds(t testing.TB, dir string) map[uint64]bool {
 	t.Helper()
 	ends := map[uint64]bool{}
-	bases, _ := utStores(t, dir)
-	for _, b := range bases {
+	bases, sizes := utStores(t, dir)
+	for k, b := range bases {
 		store, err := os.ReadFile(filepath.Join(dir, segmentName(b)+storeExt))
 		if err != nil {
 			t.Fatal(err)
 		}
+		store = store[:sizes[k]]
 		for pos := fileHeaderSize; pos < len(store); {
 			e, n, err := DecodeEntry(store[pos:])
 			if err != nil {

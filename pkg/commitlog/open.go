@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/loghouse/loghouse/pkg/vfs"
 )
 
 // createSegment creates the files of a new, empty active segment: the index
@@ -77,20 +79,36 @@ func (l *Log) openActive(s *segment) error {
 	rep := &l.recovery
 	rep.Segment = s.storePath
 	rep.Entries = res.count
-	if res.end < size {
+	s.alloc = size
+	if res.stopped {
+		// Zeros from where the scan stopped to the end of the file are
+		// space that Options.Preallocate reserved and nothing wrote.
+		// After the last whole batch, they are a clean end.
+		zero, err := allZero(store, res.stopPos, size)
+		if err != nil {
+			return errors.Join(err, s.closeFiles())
+		}
+		if zero && res.unfinished == 0 {
+			res.stopped = false
+		} else if !zero && res.stopPos < size {
+			res.unfinished++ // the entry the scan stopped at
+		}
+	}
+	if res.stopped {
 		rep.TruncatedAt = res.end
 		rep.DroppedBytes = size - res.end
 		rep.DroppedEntries = res.unfinished
-		if res.stopPos < size {
-			rep.DroppedEntries++
-		}
 		rep.Reason = res.stopReason
+		// Everything from the last whole batch goes, zeros included: the
+		// remains of a write that did not finish must not lie past the
+		// end, where a later, shorter write could leave them readable.
 		l.logger.Warn("truncating torn or corrupt tail of the log",
 			"file", s.storePath, "at", res.end, "dropped_bytes", rep.DroppedBytes,
 			"dropped_entries", rep.DroppedEntries, "reason", res.stopReason)
 		if err := store.Truncate(res.end); err != nil {
 			return errors.Join(fmt.Errorf("commitlog: truncate %s to %d: %w", s.storePath, res.end, err), s.closeFiles())
 		}
+		s.alloc = res.end
 		if err := store.Sync(); err != nil {
 			return errors.Join(fmt.Errorf("commitlog: sync %s: %w", s.storePath, err), s.closeFiles())
 		}
@@ -118,6 +136,24 @@ func (l *Log) openActive(s *segment) error {
 	s.nextOff = res.nextOff
 	s.opened = true
 	return nil
+}
+
+// allZero says whether bytes [from, to) of f are all zero.
+func allZero(f vfs.File, from, to int64) (bool, error) {
+	const chunk = 1 << 20
+	buf := make([]byte, min(chunk, to-from))
+	zeros := make([]byte, len(buf))
+	for pos := from; pos < to; {
+		n, err := readFull(f, buf, pos, to)
+		if err != nil {
+			return false, err
+		}
+		if !bytes.Equal(buf[:n], zeros[:n]) {
+			return false, nil
+		}
+		pos += int64(n)
+	}
+	return true, nil
 }
 
 // firstDifference returns the first byte position where have does not start

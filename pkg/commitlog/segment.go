@@ -36,6 +36,11 @@ type segment struct {
 	nextOff uint64
 	// size is the store's logical size; same rule as next.
 	size int64
+	// alloc is, for the active segment, the store file's length as the
+	// appender last set it: at least size, more when preallocated (the
+	// bytes past size are zeros). Only the appender (under appendMu)
+	// uses it.
+	alloc int64
 	// maxTime is the running maximum entry time after the last entry; same
 	// rule as next.
 	maxTime int64
@@ -65,6 +70,7 @@ func newSegmentPaths(dir string, hdr fileHeader) *segment {
 		next:      hdr.baseIndex,
 		nextOff:   hdr.baseOffset,
 		size:      fileHeaderSize,
+		alloc:     fileHeaderSize,
 		maxTime:   hdr.startTime,
 	}
 }

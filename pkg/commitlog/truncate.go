@@ -65,7 +65,7 @@ func (l *Log) TruncateFrom(i uint64) error {
 		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, s.storePath, err)
 		return l.failed
 	}
-	s.next, s.size, s.nextOff = i, pos, off
+	s.next, s.size, s.alloc, s.nextOff = i, pos, pos, off
 	p := sort.Search(len(s.points), func(p int) bool { return s.points[p].index >= i })
 	s.points = s.points[:p]
 	maxTime, err := s.runningMax()
@@ -147,6 +147,7 @@ func (l *Log) reactivate(s *segment) error {
 		}
 	}
 	s.idxFile, s.idxMap, s.idx = f, m, idx
+	s.alloc = s.size // a sealed store is exactly its entries
 	s.opened = true
 	return nil
 }

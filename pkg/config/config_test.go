@@ -96,6 +96,7 @@ storage {
   sync = "none"
   segment_bytes = "16MiB"
   max_entry_bytes = 4194304
+  preallocate = "1MiB"
   retention_bytes = "10GB"
   retention_age = "168h"
 }
@@ -108,7 +109,7 @@ raft { election_timeout = "2s" }
 				t.Fatalf("peers %+v", c.Peers)
 			}
 			s := c.Storage
-			if s.Sync != commitlog.SyncNone || s.SegmentBytes != 16<<20 || s.MaxEntryBytes != 4<<20 || s.RetentionBytes != 10e9 || s.RetentionAge != 168*time.Hour {
+			if s.Sync != commitlog.SyncNone || s.SegmentBytes != 16<<20 || s.MaxEntryBytes != 4<<20 || s.Preallocate != 1<<20 || s.RetentionBytes != 10e9 || s.RetentionAge != 168*time.Hour {
 				t.Fatalf("storage %+v", s)
 			}
 			if c.Raft.ElectionTimeout != 2*time.Second || c.AdvertiseRPC() != "127.0.0.1:9400" {
@@ -171,6 +172,9 @@ func TestValidate(t *testing.T) {
 		{name: "peer address", mutate: func(c *Config) { c.Bootstrap, c.Peers = true, []Peer{{Name: "n2", Address: "h"}} }, want: "not host:port"},
 		{name: "log level", mutate: func(c *Config) { c.Log.Level = "loud" }, want: "log.level"},
 		{name: "entry above segment", mutate: func(c *Config) { c.Storage.MaxEntryBytes = c.Storage.SegmentBytes + 1 }, want: "max_entry_bytes"},
+		{name: "tiny preallocation", mutate: func(c *Config) { c.Storage.Preallocate = 4096 }, want: "storage.preallocate"},
+		{name: "preallocation above segment", mutate: func(c *Config) { c.Storage.Preallocate = c.Storage.SegmentBytes + 1 }, want: "storage.preallocate"},
+		{name: "negative preallocation", mutate: func(c *Config) { c.Storage.Preallocate = -1 }, want: "storage.preallocate"},
 		{name: "cluster settings", mutate: func(c *Config) {
 			c.BootstrapExpect, c.RetryJoin = 3, []string{"10.0.0.2", "10.0.0.3:9000", "[::1]:8401", "node-3.example"}
 			c.Encrypt = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="

@@ -27,18 +27,19 @@ const (
 	OpReadDir
 	OpMkdir
 	OpSyncDir
+	OpAllocate
 
 	// OpMutating is every operation that changes what is on disk.
-	OpMutating = OpOpen | OpWrite | OpSync | OpTruncate | OpRemove | OpRename | OpMkdir | OpSyncDir
+	OpMutating = OpOpen | OpWrite | OpSync | OpTruncate | OpRemove | OpRename | OpMkdir | OpSyncDir | OpAllocate
 	// OpAll is every operation.
-	OpAll Op = 1<<13 - 1
+	OpAll Op = 1<<14 - 1
 )
 
 var opNames = map[Op]string{
 	OpOpen: "open", OpRead: "read", OpWrite: "write", OpSync: "sync",
 	OpTruncate: "truncate", OpSize: "size", OpMap: "map", OpClose: "close",
 	OpRemove: "remove", OpRename: "rename", OpReadDir: "readdir",
-	OpMkdir: "mkdir", OpSyncDir: "syncdir",
+	OpMkdir: "mkdir", OpSyncDir: "syncdir", OpAllocate: "allocate",
 }
 
 func (o Op) String() string {
@@ -229,6 +230,13 @@ func (ff *faultFile) Truncate(size int64) error {
 		return err
 	}
 	return ff.inner.Truncate(size)
+}
+
+func (ff *faultFile) Allocate(off, length int64) error {
+	if err, _ := ff.f.check(OpAllocate, ff.inner.Name()); err != nil {
+		return err
+	}
+	return ff.inner.Allocate(off, length)
 }
 
 func (ff *faultFile) Size() (int64, error) {

@@ -28,6 +28,13 @@ type File interface {
 	Sync() error
 	// Truncate changes the file's size.
 	Truncate(size int64) error
+	// Allocate reserves disk blocks for bytes [off, off+length) and
+	// extends the file's size to cover them; they read as zeros
+	// (fallocate(2), mode 0). Writing into allocated blocks later changes
+	// no block map or size, so an fdatasync after it has less metadata to
+	// commit. A file system that cannot allocate ahead returns an error
+	// that matches errors.ErrUnsupported.
+	Allocate(off, length int64) error
 	// Size is the file's current size in bytes.
 	Size() (int64, error)
 	// Map maps the first length bytes of the file read-only and shared, so
@@ -139,6 +146,22 @@ func (o osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p
 func (o osFile) Close() error                             { return o.f.Close() }
 func (o osFile) Name() string                             { return o.f.Name() }
 func (o osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
+
+func (o osFile) Allocate(off, length int64) error {
+	for {
+		err := unix.Fallocate(int(o.f.Fd()), 0, off, length)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EOPNOTSUPP {
+			return fmt.Errorf("vfs: fallocate %s: %w (%w)", o.f.Name(), errors.ErrUnsupported, err)
+		}
+		if err != nil {
+			return &os.PathError{Op: "fallocate", Path: o.f.Name(), Err: err}
+		}
+		return nil
+	}
+}
 
 func (o osFile) Sync() error {
 	for {

@@ -64,6 +64,12 @@ func TestUnitOSFile(t *testing.T) {
 		{"sync", f.Sync, []byte("helXY\x00\x00\x00world")},
 		{"truncate shorter", func() error { return f.Truncate(4) }, []byte("helX")},
 		{"truncate longer adds zeros", func() error { return f.Truncate(6) }, []byte("helX\x00\x00")},
+		{"allocate past the end extends with zeros", func() error { return f.Allocate(6, 3) }, []byte("helX\x00\x00\x00\x00\x00")},
+		{"allocate inside changes nothing", func() error { return f.Allocate(0, 4) }, []byte("helX\x00\x00\x00\x00\x00")},
+		{"write into allocated space", func() error {
+			_, err := f.WriteAt([]byte("ab"), 6)
+			return err
+		}, []byte("helX\x00\x00ab\x00")},
 		{"truncate to zero", func() error { return f.Truncate(0) }, []byte{}},
 		{"write after truncation", func() error {
 			_, err := f.WriteAt([]byte("again"), 0)
@@ -285,6 +291,7 @@ func utOpScript(fs FS, dir string) {
 	_, _ = f.ReadAt(make([]byte, 2), 0)
 	_ = f.Sync()
 	_ = f.Truncate(6)
+	_ = f.Allocate(6, 4096)
 	_, _ = f.Size()
 	if m, err := f.Map(6); err == nil {
 		_ = m.Unmap()
@@ -306,8 +313,8 @@ func TestUnitFaultCounts(t *testing.T) {
 		{"writes", OpWrite, 2},
 		{"writes and syncs", OpWrite | OpSync, 3},
 		{"reads", OpRead, 1},
-		{"mutating", OpMutating, 1 /*mkdir*/ + 1 /*open*/ + 2 /*write*/ + 1 /*sync*/ + 1 /*truncate*/ + 1 /*rename*/ + 1 /*syncdir*/ + 1 /*remove*/},
-		{"all", OpAll, 14},
+		{"mutating", OpMutating, 1 /*mkdir*/ + 1 /*open*/ + 2 /*write*/ + 1 /*sync*/ + 1 /*truncate*/ + 1 /*allocate*/ + 1 /*rename*/ + 1 /*syncdir*/ + 1 /*remove*/},
+		{"all", OpAll, 15},
 		{"open, size, map, close, readdir", OpOpen | OpSize | OpMap | OpClose | OpReadDir, 5},
 	}
 	for _, tc := range cases {
@@ -421,6 +428,11 @@ func TestUnitFaultEveryOp(t *testing.T) {
 		{OpTruncate, func(fs FS, e env) error { return e.f.Truncate(2) }, func(t *testing.T, e env) {
 			if b := utReadFile(t, e.file); string(b) != "content" {
 				t.Fatalf("a failed truncate changed the file to %q", b)
+			}
+		}, "f"},
+		{OpAllocate, func(fs FS, e env) error { return e.f.Allocate(0, 64) }, func(t *testing.T, e env) {
+			if b := utReadFile(t, e.file); string(b) != "content" {
+				t.Fatalf("a failed allocate changed the file to %q", b)
 			}
 		}, "f"},
 		{OpSize, func(fs FS, e env) error { _, err := e.f.Size(); return err }, nil, "f"},
@@ -560,7 +572,8 @@ func TestUnitOpString(t *testing.T) {
 	}{
 		{OpOpen, "open"}, {OpRead, "read"}, {OpWrite, "write"}, {OpSync, "sync"}, {OpTruncate, "truncate"},
 		{OpSize, "size"}, {OpMap, "map"}, {OpClose, "close"}, {OpRemove, "remove"}, {OpRename, "rename"},
-		{OpReadDir, "readdir"}, {OpMkdir, "mkdir"}, {OpSyncDir, "syncdir"}, {OpWrite | OpSync, "op(0xc)"},
+		{OpReadDir, "readdir"}, {OpMkdir, "mkdir"}, {OpSyncDir, "syncdir"}, {OpAllocate, "allocate"},
+		{OpWrite | OpSync, "op(0xc)"},
 	}
 	var all Op
 	for _, tc := range cases {
