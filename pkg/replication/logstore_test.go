@@ -11,6 +11,7 @@ import (
 
 	"github.com/loghouse/loghouse/pkg/commitlog"
 	"github.com/loghouse/loghouse/pkg/record"
+	"github.com/loghouse/loghouse/pkg/vfs"
 )
 
 // lsOpen opens a LogStore in dir with small segments, so that tests cross
@@ -203,4 +204,121 @@ func TestLogStoreRejects(t *testing.T) {
 	if err := s.StoreLogs([]*raft.Log{lsLog(t, 22, 1)}); !errors.Is(err, commitlog.ErrInvalidBatch) {
 		t.Fatalf("gap error %v does not wrap commitlog.ErrInvalidBatch", err)
 	}
+}
+
+// lsOpenCounting opens a LogStore whose file reads are counted.
+func lsOpenCounting(t *testing.T) (*LogStore, *vfs.Fault) {
+	t.Helper()
+	fault := vfs.NewFault(vfs.NoSync{FS: vfs.OS{}}, vfs.OpRead)
+	l, err := commitlog.Open(t.TempDir(), commitlog.Options{FS: fault, MaxSegmentBytes: 1024, MaxEntryBytes: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return NewLogStore(l), fault
+}
+
+// lsGet asserts that GetLog(i) is lsLog(i, term).
+func lsGet(t *testing.T, s *LogStore, i, term uint64) {
+	t.Helper()
+	var out raft.Log
+	if err := s.GetLog(i, &out); err != nil {
+		t.Fatalf("GetLog(%d): %v", i, err)
+	}
+	want := lsLog(t, i, term)
+	if out.Index != i || out.Term != want.Term || out.Type != want.Type || !bytes.Equal(out.Data, want.Data) ||
+		!bytes.Equal(out.Extensions, want.Extensions) || !out.AppendedAt.Equal(want.AppendedAt) {
+		t.Fatalf("GetLog(%d) = %+v, want %+v", i, out, want)
+	}
+}
+
+// lsNotFound asserts that GetLog(i) is raft.ErrLogNotFound.
+func lsNotFound(t *testing.T, s *LogStore, i uint64) {
+	t.Helper()
+	var out raft.Log
+	if err := s.GetLog(i, &out); err != raft.ErrLogNotFound { //nolint:errorlint // raft compares with ==
+		t.Fatalf("GetLog(%d) = %v, %+v; want raft.ErrLogNotFound", i, err, out)
+	}
+}
+
+// TestLogStoreRecentFromMemory: the entries stored last are read back
+// without reading the file, older ones from the file.
+func TestLogStoreRecentFromMemory(t *testing.T) {
+	s, fault := lsOpenCounting(t)
+	const n = recentEntries + 40
+	lsStore(t, s, 1, n, 2)
+	before := fault.Count()
+	for i := uint64(n - recentEntries + 1); i <= n; i++ {
+		lsGet(t, s, i, 2)
+	}
+	if got := fault.Count() - before; got != 0 {
+		t.Fatalf("reading the last %d entries read the file %d times", recentEntries, got)
+	}
+	lsGet(t, s, n-recentEntries, 2)
+	lsGet(t, s, 1, 2)
+	if got := fault.Count() - before; got != 2 {
+		t.Fatalf("reading 2 older entries read the file %d times, want 2", got)
+	}
+}
+
+// TestLogStoreRecentNotStale: a kept entry is never served once the log no
+// longer holds it, or holds another entry at its index: after raft deletes
+// a suffix and writes other entries there, after a snapshot install resets
+// the log (FSM.Restore calls commitlog Reset directly), and after retention.
+func TestLogStoreRecentNotStale(t *testing.T) {
+	t.Run("suffix rewritten", func(t *testing.T) {
+		s, _ := lsOpenCounting(t)
+		lsStore(t, s, 1, 30, 2)
+		if err := s.DeleteRange(20, 30); err != nil {
+			t.Fatal(err)
+		}
+		lsNotFound(t, s, 25)
+		lsStore(t, s, 20, 25, 3)
+		for i := uint64(20); i <= 25; i++ {
+			lsGet(t, s, i, 3)
+		}
+		lsNotFound(t, s, 26)
+	})
+	t.Run("reset below", func(t *testing.T) {
+		s, _ := lsOpenCounting(t)
+		lsStore(t, s, 1, 30, 2)
+		// A snapshot at 10 from a leader whose log differs after it.
+		if err := s.Log().Reset(11, 100); err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range []uint64{5, 11, 20, 30} {
+			lsNotFound(t, s, i)
+		}
+		lsStore(t, s, 11, 15, 4)
+		for i := uint64(11); i <= 15; i++ {
+			lsGet(t, s, i, 4)
+		}
+		lsNotFound(t, s, 20)
+	})
+	t.Run("reset above", func(t *testing.T) {
+		s, _ := lsOpenCounting(t)
+		lsStore(t, s, 1, 30, 2)
+		if err := s.Log().Reset(101, 500); err != nil {
+			t.Fatal(err)
+		}
+		lsNotFound(t, s, 30)
+		lsStore(t, s, 101, 103, 5)
+		lsGet(t, s, 102, 5)
+		lsNotFound(t, s, 30)
+	})
+	t.Run("retention", func(t *testing.T) {
+		s, _ := lsOpenCounting(t)
+		for i := uint64(1); i <= 60; i++ {
+			lsStore(t, s, i, i, 2) // an entry per Append, so segments roll
+		}
+		first := s.Log().FirstIndex()
+		if _, err := s.Log().DeleteBefore(40); err != nil {
+			t.Fatal(err)
+		}
+		if s.Log().FirstIndex() == first {
+			t.Fatal("DeleteBefore deleted nothing: the test needs more segments")
+		}
+		lsNotFound(t, s, s.Log().FirstIndex()-1)
+		lsGet(t, s, s.Log().FirstIndex(), 2)
+	})
 }
