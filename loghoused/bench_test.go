@@ -227,8 +227,10 @@ func TestBenchAgainstDevAgent(t *testing.T) {
 	})
 	t.Run("produce refused", func(t *testing.T) {
 		// A record over the server's 1 MiB limit: every producer stops at
-		// its first error, and the command fails after reporting.
-		got, err := runBenchJSON(t, "produce", "-producers", "2", "-size", "2000000", "-duration", "200ms", "-warmup", "0s")
+		// its first error, and the command fails after reporting. The run
+		// ends once both have stopped; the long duration only gives a slow
+		// machine (2 MB over TLS under the race detector) time to answer.
+		got, err := runBenchJSON(t, "produce", "-producers", "2", "-size", "2000000", "-duration", "30s", "-warmup", "0s")
 		if err == nil || got.Result.Errors != 2 || !strings.Contains(got.Result.FirstError, "InvalidArgument") {
 			t.Fatalf("%+v, %v", got.Result, err)
 		}
