@@ -254,6 +254,17 @@ func (l *Log) NewIterator(from uint64) *Iterator {
 	return &Iterator{l: l, next: from}
 }
 
+// Seek moves the iterator to index from, as NewIterator(from) would, and
+// clears any error. What it had read ahead is dropped (the log may have
+// changed since: a suffix truncated and written again), but its buffer is
+// kept, so that a reader making many short passes (a consumer stream, a
+// response at a time) does not allocate and clear a chunk for each. Entries
+// it returned before are no longer valid.
+func (it *Iterator) Seek(from uint64) {
+	it.next, it.left, it.pos, it.err = from, 0, 0, nil
+	it.cur, it.raw = Entry{}, nil
+}
+
 // Next advances to the next entry. It returns false at the end of the log or
 // on error; Err tells which.
 func (it *Iterator) Next() bool {

@@ -229,10 +229,13 @@ func (s *Server) maxRecords(req *loghousev1.ConsumeRequest) int {
 }
 
 // entryCache keeps the last entry a stream read part of, so that the next
-// response continues from it instead of reading and copying it again.
+// response continues from it instead of reading and copying it again, and
+// the iterator the stream reads with, so that each response reuses its
+// chunk buffer instead of allocating (and clearing) 256 KiB.
 type entryCache struct {
 	index uint64
 	entry commitlog.Entry // Data is the stream's own copy
+	it    *commitlog.Iterator
 }
 
 // read builds a response of committed records from offset off. cache, if
@@ -297,7 +300,7 @@ func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) 
 		stopped := used < len(slab) || next < min(end, committed)
 		if stopped && cache != nil {
 			e.Data = data
-			*cache = entryCache{index: e.Index, entry: e}
+			cache.index, cache.entry = e.Index, e
 		}
 		return stopped, nil
 	}
@@ -312,7 +315,17 @@ func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) 
 			return s.finish(resp, off, next, committed)
 		}
 	}
-	it := l.NewIterator(from)
+	var it *commitlog.Iterator
+	switch {
+	case cache == nil:
+		it = l.NewIterator(from)
+	case cache.it == nil:
+		cache.it = l.NewIterator(from)
+		it = cache.it
+	default:
+		it = cache.it
+		it.Seek(from) // what it read ahead may be past the watermark: read again
+	}
 	for next < committed && len(resp.Records) < maxRecords && it.Next() {
 		e := it.Entry()
 		if e.Count == 0 || e.Offset+uint64(e.Count) <= next {
