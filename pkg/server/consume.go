@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
@@ -44,7 +45,7 @@ func (s *Server) Consume(ctx context.Context, req *loghousev1.ConsumeRequest) (*
 	case off > committed:
 		return nil, s.outOfRange("server: offset %d is past the end (not committed on this node)", off)
 	}
-	resp, err := s.read(off, committed, s.maxRecords(req), nil)
+	resp, err := s.read(off, committed, s.maxRecords(req))
 	if err != nil {
 		return nil, s.readError(ctx, off, err)
 	}
@@ -78,14 +79,14 @@ func (s *Server) ConsumeStream(req *loghousev1.ConsumeRequest, stream loghousev1
 		}
 		if off < committed {
 			s.streamReads.Add(1)
-			resp, err := s.read(off, committed, limit, &cache)
+			msg, err := s.readWire(off, committed, limit, &cache)
 			if err != nil {
 				return s.readError(ctx, off, err)
 			}
-			if err := stream.Send(resp); err != nil {
+			if err := stream.SendMsg(msg); err != nil {
 				return err
 			}
-			off = resp.NextOffset
+			off = msg.next
 			continue
 		}
 		s.streamWaits.Add(1)
@@ -238,23 +239,79 @@ type entryCache struct {
 	it    *commitlog.Iterator
 }
 
-// read builds a response of committed records from offset off. cache, if
-// not nil, is the stream's cache of a partly sent entry.
-func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) (*loghousev1.ConsumeResponse, error) {
-	l := s.node.Log
-	idx, err := l.IndexOfOffset(off)
+// read builds a response of committed records from offset off, as a
+// ConsumeResponse (unary Consume).
+func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.ConsumeResponse, error) {
+	b := protoResponse{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes}
+	next, err := s.scan(off, committed, nil, true, b.add)
 	if err != nil {
 		return nil, err
 	}
-	resp := &loghousev1.ConsumeResponse{}
-	next, size := off, 0
-	full := func(n int) bool {
-		return len(resp.Records) > 0 && (len(resp.Records) >= maxRecords || size+n > s.cfg.ConsumeMaxBytes)
+	if err := s.checkRead(len(b.resp.Records), off, committed); err != nil {
+		return nil, err
 	}
+	b.resp.NextOffset = next
+	b.resp.FirstOffset = s.node.Log.FirstOffset()
+	b.resp.CommittedOffset = committed
+	return &b.resp, nil
+}
+
+// readWire builds the same response as read, but straight into its
+// protobuf wire encoding (ConsumeStream): no Record objects, no copy of
+// the entries out of the iterator's buffer, no reflection. cache is the
+// stream's. It returns the encoding and where the next response starts.
+func (s *Server) readWire(off, committed uint64, maxRecords int, cache *entryCache) (*consumeWire, error) {
+	p := s.wireBufs.Get(wireSizeHint(maxRecords, s.cfg.ConsumeMaxBytes))
+	b := wireResponse{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes, buf: (*p)[:0]}
+	next, err := s.scan(off, committed, cache, false, b.add)
+	if err == nil {
+		err = s.checkRead(b.n, off, committed)
+	}
+	if err != nil {
+		s.wireBufs.Put(p)
+		return nil, err
+	}
+	b.finish(next, s.node.Log.FirstOffset(), committed)
+	msg := &consumeWire{next: next}
+	if cap(b.buf) == cap(*p) { // still the pooled buffer: gRPC returns it
+		*p = b.buf
+		msg.data = mem.NewBuffer(p, &s.wireBufs)
+	} else {
+		s.wireBufs.Put(p)
+		msg.data = mem.SliceBuffer(b.buf)
+	}
+	return msg, nil
+}
+
+// checkRead fails a read that found no record below the watermark, which
+// raft never allows.
+func (s *Server) checkRead(n int, off, committed uint64) error {
+	if n == 0 {
+		return status.Errorf(codes.Internal, "server: no record readable at offset %d below the commit watermark %d", off, committed)
+	}
+	return nil
+}
+
+// scan passes the committed records from offset off on to add, in order,
+// until add says the response is full (it always takes the first). The
+// records' bytes alias memory that is reused after add returns, unless
+// clone is set: then each entry's data is a copy of its own, which add may
+// keep. It returns the offset after the last record add took. cache, if
+// not nil, is a stream's: the entry a response stops inside is kept there
+// (its own copy) for the next response to continue from, and so is the
+// iterator.
+func (s *Server) scan(off, committed uint64, cache *entryCache, clone bool, add func(off uint64, time int64, rec *record.Record) bool) (uint64, error) {
+	l := s.node.Log
+	idx, err := l.IndexOfOffset(off)
+	if err != nil {
+		return 0, err
+	}
+	next := off
 	var rec record.Record
-	// take adds e's records from next on; it reports whether a limit was
-	// reached inside e. data is a copy the response may alias.
-	take := func(e commitlog.Entry, data []byte) (bool, error) {
+	// take passes e's records from next on; it reports whether the
+	// response filled up inside e. owned says data is a copy add and the
+	// cache may keep.
+	take := func(e commitlog.Entry, data []byte, owned bool) (bool, error) {
 		end := e.Offset + uint64(e.Count)
 		if e.Offset > next {
 			return false, fmt.Errorf("server: entry %d holds offsets from %d, want %d", e.Index, e.Offset, next)
@@ -263,10 +320,6 @@ func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) 
 		if err != nil {
 			return false, fmt.Errorf("server: entry %d: %w", e.Index, err)
 		}
-		want := min(end, committed) - next
-		want = min(want, uint64(maxRecords-len(resp.Records)))
-		slab := make([]loghousev1.Record, want)
-		used := 0
 		for o := e.Offset; o < end && o < committed; o++ {
 			ok, err := dec.Next(&rec)
 			if err == nil && !ok {
@@ -278,42 +331,27 @@ func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) 
 			if o < next {
 				continue
 			}
-			n := rec.EncodedSize()
-			if used == len(slab) || full(n) {
-				break
-			}
-			pr := &slab[used]
-			used++
-			pr.Offset, pr.TimestampUnixNano, pr.Key, pr.Value = o, e.Time, rec.Key, rec.Value
-			if len(rec.Headers) > 0 {
-				pr.Headers = make([]*loghousev1.Header, len(rec.Headers))
-				hs := make([]loghousev1.Header, len(rec.Headers))
-				for j, h := range rec.Headers {
-					hs[j].Key, hs[j].Value = h.Name, h.Value
-					pr.Headers[j] = &hs[j]
+			if !add(o, e.Time, &rec) {
+				if cache != nil {
+					if !owned {
+						data = bytes.Clone(data)
+					}
+					e.Data = data
+					cache.index, cache.entry = e.Index, e
 				}
+				return true, nil
 			}
-			resp.Records = append(resp.Records, pr)
-			size += n
 			next = o + 1
 		}
-		stopped := used < len(slab) || next < min(end, committed)
-		if stopped && cache != nil {
-			e.Data = data
-			cache.index, cache.entry = e.Index, e
-		}
-		return stopped, nil
+		return false, nil
 	}
 	from := idx
 	if cache != nil && cache.entry.Data != nil && cache.index == idx {
-		stopped, err := take(cache.entry, cache.entry.Data)
-		if err != nil {
-			return nil, err
+		full, err := take(cache.entry, cache.entry.Data, true)
+		if err != nil || full {
+			return next, err
 		}
 		from = idx + 1
-		if stopped {
-			return s.finish(resp, off, next, committed)
-		}
 	}
 	var it *commitlog.Iterator
 	switch {
@@ -326,33 +364,56 @@ func (s *Server) read(off, committed uint64, maxRecords int, cache *entryCache) 
 		it = cache.it
 		it.Seek(from) // what it read ahead may be past the watermark: read again
 	}
-	for next < committed && len(resp.Records) < maxRecords && it.Next() {
+	for next < committed && it.Next() {
 		e := it.Entry()
 		if e.Count == 0 || e.Offset+uint64(e.Count) <= next {
 			continue
 		}
-		stopped, err := take(e, bytes.Clone(e.Data))
-		if err != nil {
-			return nil, err
+		data := e.Data
+		if clone {
+			data = bytes.Clone(data)
 		}
-		if stopped {
+		full, err := take(e, data, clone)
+		if err != nil {
+			return next, err
+		}
+		if full {
 			break
 		}
 	}
-	if err := it.Err(); err != nil {
-		return nil, err
-	}
-	return s.finish(resp, off, next, committed)
+	return next, it.Err()
 }
 
-// finish fills in a response's bounds.
-func (s *Server) finish(resp *loghousev1.ConsumeResponse, off, next, committed uint64) (*loghousev1.ConsumeResponse, error) {
-	if len(resp.Records) == 0 {
-		// The log ended below the watermark, which raft never allows.
-		return nil, status.Errorf(codes.Internal, "server: no record readable at offset %d below the commit watermark %d", off, committed)
+// protoResponse collects records into a ConsumeResponse, up to max records
+// and maxBytes of record bytes (at least one). The records alias the
+// entries' data, which scan copies for it.
+type protoResponse struct {
+	resp          loghousev1.ConsumeResponse
+	slab          []loghousev1.Record
+	size          int
+	max, maxBytes int
+}
+
+func (b *protoResponse) add(off uint64, time int64, rec *record.Record) bool {
+	n := rec.EncodedSize()
+	if k := len(b.resp.Records); k > 0 && (k >= b.max || b.size+n > b.maxBytes) {
+		return false
 	}
-	resp.NextOffset = next
-	resp.FirstOffset = s.node.Log.FirstOffset()
-	resp.CommittedOffset = committed
-	return resp, nil
+	if len(b.slab) == cap(b.slab) {
+		b.slab = make([]loghousev1.Record, 0, min(b.max-len(b.resp.Records), 256))
+	}
+	b.slab = b.slab[:len(b.slab)+1]
+	pr := &b.slab[len(b.slab)-1]
+	pr.Offset, pr.TimestampUnixNano, pr.Key, pr.Value = off, time, rec.Key, rec.Value
+	if len(rec.Headers) > 0 {
+		pr.Headers = make([]*loghousev1.Header, len(rec.Headers))
+		hs := make([]loghousev1.Header, len(rec.Headers))
+		for j, h := range rec.Headers {
+			hs[j].Key, hs[j].Value = h.Name, h.Value
+			pr.Headers[j] = &hs[j]
+		}
+	}
+	b.resp.Records = append(b.resp.Records, pr)
+	b.size += n
+	return true
 }

@@ -27,7 +27,9 @@ type Server struct {
 	node   *replication.Node
 	authz  Authorizer
 	logger hclog.Logger
-	health *health.Server
+	// wireBufs recycles ConsumeStream's response encodings.
+	wireBufs wireBuffers
+	health   *health.Server
 
 	committer *committer
 	fwd       *forwarder // nil: followers refuse writes instead of forwarding

@@ -44,11 +44,18 @@ func (c Config) limits() limits {
 	return limits{maxRecordBytes: c.MaxRecordBytes, maxRequestRecords: c.MaxRequestRecords, maxBatchBytes: c.MaxBatchBytes}
 }
 
-// Field numbers of log.proto's ProduceRequest, Record and Header.
+// Field numbers of log.proto's ProduceRequest, ConsumeResponse, Record and
+// Header.
 const (
 	fieldRequestRecords  = 1
 	fieldRequestSequence = 2
+	fieldRespRecords     = 1
+	fieldRespNext        = 2
+	fieldRespFirst       = 3
+	fieldRespCommitted   = 4
 	fieldRecordValue     = 1
+	fieldRecordOffset    = 2
+	fieldRecordTime      = 3
 	fieldRecordKey       = 4
 	fieldRecordHeaders   = 5
 	fieldHeaderKey       = 1
@@ -261,7 +268,8 @@ func (m *produceMsg) toProto() (*loghousev1.ProduceRequest, error) {
 }
 
 // codec is the server's gRPC codec: protobuf for every message, except
-// that a produceMsg is parsed by produceMsg.parse.
+// that a produceMsg is parsed by produceMsg.parse and a consumeWire is sent
+// as it is already encoded.
 type codec struct {
 	proto encoding.CodecV2
 	lim   limits
@@ -273,7 +281,12 @@ func newCodec(lim limits) codec {
 
 func (c codec) Name() string { return grpcproto.Name }
 
-func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*consumeWire); ok {
+		return mem.BufferSlice{m.data}, nil
+	}
+	return c.proto.Marshal(v)
+}
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*produceMsg)

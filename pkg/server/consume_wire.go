@@ -1,0 +1,127 @@
+package server
+
+import (
+	"sync"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/loghouse/loghouse/pkg/record"
+)
+
+// consumeWire is a ConsumeResponse in its protobuf wire encoding, which
+// the server's codec sends as it is (ConsumeStream). next is its
+// next_offset.
+type consumeWire struct {
+	data mem.Buffer
+	next uint64
+}
+
+// wireResponse encodes records into a ConsumeResponse's wire form, as
+// proto.Marshal would (fields in number order, zero values left out), up
+// to max records and maxBytes of record bytes (at least one), the same
+// limits as protoResponse.
+type wireResponse struct {
+	buf           []byte
+	n, size       int
+	max, maxBytes int
+}
+
+func (w *wireResponse) add(off uint64, time int64, rec *record.Record) bool {
+	n := rec.EncodedSize()
+	if w.n > 0 && (w.n >= w.max || w.size+n > w.maxBytes) {
+		return false
+	}
+	b := protowire.AppendTag(w.buf, fieldRespRecords, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(recordWireSize(off, time, rec)))
+	b = appendBytesField(b, fieldRecordValue, rec.Value)
+	b = appendVarintField(b, fieldRecordOffset, off)
+	b = appendVarintField(b, fieldRecordTime, uint64(time))
+	b = appendBytesField(b, fieldRecordKey, rec.Key)
+	for _, h := range rec.Headers {
+		b = protowire.AppendTag(b, fieldRecordHeaders, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(headerWireSize(h)))
+		b = appendBytesField(b, fieldHeaderKey, []byte(h.Name))
+		b = appendBytesField(b, fieldHeaderValue, h.Value)
+	}
+	w.buf = b
+	w.n++
+	w.size += n
+	return true
+}
+
+// finish appends the response's offsets.
+func (w *wireResponse) finish(next, first, committed uint64) {
+	w.buf = appendVarintField(w.buf, fieldRespNext, next)
+	w.buf = appendVarintField(w.buf, fieldRespFirst, first)
+	w.buf = appendVarintField(w.buf, fieldRespCommitted, committed)
+}
+
+func recordWireSize(off uint64, time int64, rec *record.Record) int {
+	n := bytesFieldSize(len(rec.Value)) + varintFieldSize(off) + varintFieldSize(uint64(time)) + bytesFieldSize(len(rec.Key))
+	for _, h := range rec.Headers {
+		n += 1 + protowire.SizeBytes(headerWireSize(h))
+	}
+	return n
+}
+
+func headerWireSize(h record.Header) int {
+	return bytesFieldSize(len(h.Name)) + bytesFieldSize(len(h.Value))
+}
+
+// The field numbers here are all below 16, so each tag is one byte.
+
+func bytesFieldSize(n int) int {
+	if n == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(n)
+}
+
+func varintFieldSize(v uint64) int {
+	if v == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeVarint(v)
+}
+
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// wireBuffers recycles response encodings once gRPC has written them out
+// (it releases a mem.Buffer then, not when SendMsg returns). Unlike gRPC's
+// default pool it does not clear them: only what was written is sent.
+type wireBuffers struct{ pool sync.Pool }
+
+// Get implements mem.BufferPool.
+func (p *wireBuffers) Get(n int) *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// Put implements mem.BufferPool.
+func (p *wireBuffers) Put(b *[]byte) { p.pool.Put(b) }
+
+// wireSizeHint is the buffer a response is encoded into: room for
+// maxBytes of records and their fields, up to 1 MiB (a larger response
+// grows its buffer, unpooled).
+func wireSizeHint(maxRecords, maxBytes int) int {
+	return min(maxBytes+32*maxRecords+64, 1<<20)
+}
