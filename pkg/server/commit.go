@@ -47,27 +47,35 @@ type batch struct {
 // committer groups the produce requests of concurrent callers into raft
 // entries (group commit). One goroutine forms batches and hands them to
 // raft; a second waits for their futures in order and answers the
-// requests. At most maxInflight batches are between the two; while the
-// limit is reached, requests wait in the queue and the next batch grows.
+// requests. At most depth batches are between the two; while the limit is
+// reached, requests wait in the queue and the next batch grows. Up to
+// twice that many may be in flight while the queue holds a whole batch
+// (maxBytes of records): batches cannot grow any more then, so holding
+// them back would only leave raft idle between them.
 type committer struct {
 	raft     *raft.Raft
 	logger   hclog.Logger
 	timeout  time.Duration
 	maxBytes int
+	depth    int // batches in flight beyond which only full ones go
 
-	mu     sync.Mutex
-	queue  []*request // waiting for a batch, in arrival order
-	closed bool
+	mu          sync.Mutex
+	queue       []*request // waiting for a batch, in arrival order
+	queuedBytes int        // of the records in queue
+	closed      bool
 
 	wake     chan struct{}   // capacity 1: the queue is not empty
+	freed    chan struct{}   // capacity 1: a slot was given back
 	slots    chan struct{}   // one token per batch in flight
 	inflight chan *batch     // from run to wait, in raft order
 	stop     chan struct{}   // closed by close
 	raftDown <-chan struct{} // closed once raft has shut down
 	wg       sync.WaitGroup  // run and wait
 
-	// batches counts the batches formed (for tests).
+	// batches counts the batches formed, and peak the most that were in
+	// flight at once (for tests).
 	batches atomic.Int64
+	peak    atomic.Int64
 }
 
 // newCommitter starts the committer's two goroutines. raftDown must be
@@ -79,9 +87,11 @@ func newCommitter(r *raft.Raft, cfg Config, logger hclog.Logger, raftDown <-chan
 		logger:   logger,
 		timeout:  cfg.ApplyTimeout,
 		maxBytes: cfg.MaxBatchBytes,
+		depth:    cfg.MaxInflightApplies,
 		wake:     make(chan struct{}, 1),
-		slots:    make(chan struct{}, cfg.MaxInflightApplies),
-		inflight: make(chan *batch, cfg.MaxInflightApplies),
+		freed:    make(chan struct{}, 1),
+		slots:    make(chan struct{}, 2*cfg.MaxInflightApplies),
+		inflight: make(chan *batch, 2*cfg.MaxInflightApplies),
 		stop:     make(chan struct{}),
 	}
 	c.wg.Add(2)
@@ -106,6 +116,7 @@ func (c *committer) submit(r *request) error {
 		return errServerClosed
 	}
 	c.queue = append(c.queue, r)
+	c.queuedBytes += len(r.msg.body())
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -137,6 +148,18 @@ func (c *committer) run() {
 			c.failQueued()
 			return
 		}
+		// Beyond depth, only a full batch goes: wait for one to queue up
+		// or for a batch in flight to finish.
+		for !c.mayForm() {
+			select {
+			case <-c.wake:
+			case <-c.freed:
+			case <-c.stop:
+				<-c.slots
+				c.failQueued()
+				return
+			}
+		}
 		b := c.next()
 		for b == nil {
 			select {
@@ -150,6 +173,18 @@ func (c *committer) run() {
 		}
 		c.apply(b)
 	}
+}
+
+// mayForm says whether run, holding a slot, may form the next batch now:
+// with at most depth batches in flight (this one included), or when the
+// queue holds at least a whole batch.
+func (c *committer) mayForm() bool {
+	if len(c.slots) <= c.depth {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queuedBytes >= c.maxBytes
 }
 
 // next takes the next batch off the queue, or returns nil if no request
@@ -172,6 +207,9 @@ func (c *committer) next() *batch {
 		b.count += r.msg.count
 		size += len(r.msg.body())
 	}
+	for _, r := range c.queue[:n] {
+		c.queuedBytes -= len(r.msg.body())
+	}
 	clear(c.queue[:n])
 	c.queue = c.queue[n:]
 	if len(c.queue) == 0 {
@@ -187,7 +225,7 @@ func (c *committer) next() *batch {
 func (c *committer) failQueued() {
 	c.mu.Lock()
 	q := c.queue
-	c.queue = nil
+	c.queue, c.queuedBytes = nil, 0
 	c.mu.Unlock()
 	for _, r := range q {
 		r.done <- result{err: errServerClosed}
@@ -213,6 +251,9 @@ func (c *committer) apply(b *batch) {
 		}
 	}
 	record.PutBatchHeader(data, uint32(b.count))
+	if n := int64(len(c.slots)); n > c.peak.Load() {
+		c.peak.Store(n) // only run stores it
+	}
 	switch {
 	case c.raft.State() == raft.Shutdown:
 		// raft.Apply after Shutdown may queue the entry where nothing
@@ -238,6 +279,10 @@ func (c *committer) wait() {
 			pos += uint64(r.msg.count)
 		}
 		<-c.slots
+		select {
+		case c.freed <- struct{}{}:
+		default: // a notice is already pending
+		}
 	}
 }
 

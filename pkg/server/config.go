@@ -78,7 +78,9 @@ type Config struct {
 	// MaxInflightApplies bounds the batches handed to raft and not yet
 	// committed. While that many are in flight, new requests queue and
 	// the next batch grows. Smaller values give bigger batches (fewer raft
-	// entries); see DESIGN.md for the measurements. Default: 2.
+	// entries); see DESIGN.md for the measurements. Up to twice as many
+	// may be in flight while the queue holds a whole batch (MaxBatchBytes),
+	// which cannot grow any more. Default: 2.
 	MaxInflightApplies int
 	// ProduceStreamDepth bounds the requests of one ProduceStream that
 	// are received but not yet answered; the stream stops reading while
