@@ -237,17 +237,20 @@ type entryCache struct {
 	index uint64
 	entry commitlog.Entry // Data is the stream's own copy
 	it    *commitlog.Iterator
+	// lastWire is the size of the stream's last response encoding, from
+	// which the next one's buffer is sized.
+	lastWire int
 }
 
 // read builds a response of committed records from offset off, as a
 // ConsumeResponse (unary Consume).
 func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.ConsumeResponse, error) {
-	b := protoResponse{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes}
+	b := protoResponse{limit: responseLimit{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes}}
 	next, err := s.scan(off, committed, nil, true, b.add)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = checkRead(b.limit.n, off, committed)
 	}
-	if err := s.checkRead(len(b.resp.Records), off, committed); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	b.resp.NextOffset = next
@@ -261,17 +264,18 @@ func (s *Server) read(off, committed uint64, maxRecords int) (*loghousev1.Consum
 // the entries out of the iterator's buffer, no reflection. cache is the
 // stream's. It returns the encoding and where the next response starts.
 func (s *Server) readWire(off, committed uint64, maxRecords int, cache *entryCache) (*consumeWire, error) {
-	p := s.wireBufs.Get(wireSizeHint(maxRecords, s.cfg.ConsumeMaxBytes))
-	b := wireResponse{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes, buf: (*p)[:0]}
+	p := s.wireBufs.Get(wireSizeHint(maxRecords, s.cfg.ConsumeMaxBytes, cache.lastWire))
+	b := wireResponse{limit: responseLimit{max: maxRecords, maxBytes: s.cfg.ConsumeMaxBytes}, buf: (*p)[:0]}
 	next, err := s.scan(off, committed, cache, false, b.add)
 	if err == nil {
-		err = s.checkRead(b.n, off, committed)
+		err = checkRead(b.limit.n, off, committed)
 	}
 	if err != nil {
 		s.wireBufs.Put(p)
 		return nil, err
 	}
 	b.finish(next, s.node.Log.FirstOffset(), committed)
+	cache.lastWire = len(b.buf)
 	msg := &consumeWire{next: next}
 	if cap(b.buf) == cap(*p) { // still the pooled buffer: gRPC returns it
 		*p = b.buf
@@ -285,7 +289,7 @@ func (s *Server) readWire(off, committed uint64, maxRecords int, cache *entryCac
 
 // checkRead fails a read that found no record below the watermark, which
 // raft never allows.
-func (s *Server) checkRead(n int, off, committed uint64) error {
+func checkRead(n int, off, committed uint64) error {
 	if n == 0 {
 		return status.Errorf(codes.Internal, "server: no record readable at offset %d below the commit watermark %d", off, committed)
 	}
@@ -384,23 +388,39 @@ func (s *Server) scan(off, committed uint64, cache *entryCache, clone bool, add 
 	return next, it.Err()
 }
 
-// protoResponse collects records into a ConsumeResponse, up to max records
-// and maxBytes of record bytes (at least one). The records alias the
-// entries' data, which scan copies for it.
-type protoResponse struct {
-	resp          loghousev1.ConsumeResponse
-	slab          []loghousev1.Record
-	size          int
+// responseLimit is what a consume response may hold: at most max records
+// and maxBytes of record bytes, and always at least one record. Both ways
+// of building a response use it, so that they hold the same records.
+type responseLimit struct {
+	n, size       int
 	max, maxBytes int
 }
 
-func (b *protoResponse) add(off uint64, time int64, rec *record.Record) bool {
+// take counts rec into the response if it fits, and says whether it did.
+func (l *responseLimit) take(rec *record.Record) bool {
 	n := rec.EncodedSize()
-	if k := len(b.resp.Records); k > 0 && (k >= b.max || b.size+n > b.maxBytes) {
+	if l.n > 0 && (l.n >= l.max || l.size+n > l.maxBytes) {
+		return false
+	}
+	l.n++
+	l.size += n
+	return true
+}
+
+// protoResponse collects records into a ConsumeResponse. The records alias
+// the entries' data, which scan copies for it.
+type protoResponse struct {
+	resp  loghousev1.ConsumeResponse
+	slab  []loghousev1.Record
+	limit responseLimit
+}
+
+func (b *protoResponse) add(off uint64, time int64, rec *record.Record) bool {
+	if !b.limit.take(rec) {
 		return false
 	}
 	if len(b.slab) == cap(b.slab) {
-		b.slab = make([]loghousev1.Record, 0, min(b.max-len(b.resp.Records), 256))
+		b.slab = make([]loghousev1.Record, 0, min(b.limit.max-len(b.resp.Records), 256))
 	}
 	b.slab = b.slab[:len(b.slab)+1]
 	pr := &b.slab[len(b.slab)-1]
@@ -414,6 +434,5 @@ func (b *protoResponse) add(off uint64, time int64, rec *record.Record) bool {
 		}
 	}
 	b.resp.Records = append(b.resp.Records, pr)
-	b.size += n
 	return true
 }

@@ -18,18 +18,14 @@ type consumeWire struct {
 }
 
 // wireResponse encodes records into a ConsumeResponse's wire form, as
-// proto.Marshal would (fields in number order, zero values left out), up
-// to max records and maxBytes of record bytes (at least one), the same
-// limits as protoResponse.
+// proto.Marshal would (fields in number order, zero values left out).
 type wireResponse struct {
-	buf           []byte
-	n, size       int
-	max, maxBytes int
+	buf   []byte
+	limit responseLimit
 }
 
 func (w *wireResponse) add(off uint64, time int64, rec *record.Record) bool {
-	n := rec.EncodedSize()
-	if w.n > 0 && (w.n >= w.max || w.size+n > w.maxBytes) {
+	if !w.limit.take(rec) {
 		return false
 	}
 	b := protowire.AppendTag(w.buf, fieldRespRecords, protowire.BytesType)
@@ -45,8 +41,6 @@ func (w *wireResponse) add(off uint64, time int64, rec *record.Record) bool {
 		b = appendBytesField(b, fieldHeaderValue, h.Value)
 	}
 	w.buf = b
-	w.n++
-	w.size += n
 	return true
 }
 
@@ -102,26 +96,58 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 }
 
 // wireBuffers recycles response encodings once gRPC has written them out
-// (it releases a mem.Buffer then, not when SendMsg returns). Unlike gRPC's
-// default pool it does not clear them: only what was written is sent.
-type wireBuffers struct{ pool sync.Pool }
+// (it releases a mem.Buffer then, not when SendMsg returns), in a few size
+// classes so that a small response never holds a large buffer. Unlike
+// gRPC's default pool it does not clear them: only what was written is
+// sent.
+type wireBuffers struct{ classes [wireClasses]sync.Pool }
+
+// The classes are 16 KiB, 64 KiB, 256 KiB and 1 MiB; other sizes are
+// allocated and left to the GC.
+const (
+	wireClasses   = 4
+	wireClassBase = 16 << 10
+)
+
+func wireClass(size int) int {
+	for k := range wireClasses {
+		if size <= wireClassBase<<(2*k) {
+			return k
+		}
+	}
+	return -1
+}
 
 // Get implements mem.BufferPool.
 func (p *wireBuffers) Get(n int) *[]byte {
-	if b, ok := p.pool.Get().(*[]byte); ok && cap(*b) >= n {
+	k := wireClass(n)
+	if k < 0 {
+		b := make([]byte, n)
+		return &b
+	}
+	if b, ok := p.classes[k].Get().(*[]byte); ok {
 		*b = (*b)[:n]
 		return b
 	}
-	b := make([]byte, n)
+	b := make([]byte, n, wireClassBase<<(2*k))
 	return &b
 }
 
 // Put implements mem.BufferPool.
-func (p *wireBuffers) Put(b *[]byte) { p.pool.Put(b) }
+func (p *wireBuffers) Put(b *[]byte) {
+	if k := wireClass(cap(*b)); k >= 0 && cap(*b) == wireClassBase<<(2*k) {
+		p.classes[k].Put(b)
+	}
+}
 
-// wireSizeHint is the buffer a response is encoded into: room for
-// maxBytes of records and their fields, up to 1 MiB (a larger response
-// grows its buffer, unpooled).
-func wireSizeHint(maxRecords, maxBytes int) int {
-	return min(maxBytes+32*maxRecords+64, 1<<20)
+// wireSizeHint is the size of the buffer a response is encoded into: a
+// quarter more than the stream's last response (last, 0 for the first),
+// and never more than room for maxBytes of records and their fields. A
+// response that needs more grows its buffer, unpooled.
+func wireSizeHint(maxRecords, maxBytes, last int) int {
+	most := maxBytes + 32*maxRecords + 64
+	if last == 0 {
+		return min(most, 1<<20)
+	}
+	return min(most, last+last/4+512)
 }

@@ -85,3 +85,21 @@ func TestConsumeWireMatchesProto(t *testing.T) {
 		}
 	}
 }
+
+// TestWireBuffersClasses: a buffer comes from the smallest class that
+// holds the request, so a small response never pins a large buffer, and
+// only buffers of a class size go back to the pool.
+func TestWireBuffersClasses(t *testing.T) {
+	var p wireBuffers
+	for _, tc := range []struct{ n, wantCap int }{
+		{1, 16 << 10}, {16 << 10, 16 << 10}, {16<<10 + 1, 64 << 10}, {200 << 10, 256 << 10}, {1 << 20, 1 << 20}, {1<<20 + 1, 1<<20 + 1},
+	} {
+		b := p.Get(tc.n)
+		if len(*b) != tc.n || cap(*b) != tc.wantCap {
+			t.Fatalf("Get(%d): len %d cap %d, want cap %d", tc.n, len(*b), cap(*b), tc.wantCap)
+		}
+	}
+	if wireSizeHint(1000, 1<<20, 0) != 1<<20 || wireSizeHint(1000, 1<<20, 1000) != 1000+250+512 || wireSizeHint(10, 100, 1<<20) != 100+320+64 {
+		t.Fatalf("wireSizeHint: %d, %d, %d", wireSizeHint(1000, 1<<20, 0), wireSizeHint(1000, 1<<20, 1000), wireSizeHint(10, 100, 1<<20))
+	}
+}
