@@ -6,7 +6,8 @@
 //     (pkg/record) takes as many record offsets as it holds records, so
 //     every replica computes the same offsets. Raft's suffix deletions are
 //     honoured; its prefix deletions (log compaction) are ignored, because
-//     only retention deletes data.
+//     only retention deletes data. The last 64 stored entries are served
+//     from memory while the log still holds them.
 //   - FSM only moves the commit watermark: records below it are committed
 //     and visible on this node. WaitCommitted lets readers wait for it
 //     without polling. Apply returns the entry's record offsets.
