@@ -37,9 +37,15 @@ type pipe struct {
 	results chan error
 	// outstanding is sent and not yet received; most is its maximum.
 	outstanding, most atomic.Int64
+
+	mu    sync.Mutex
+	sends []time.Time // when each Send was called
 }
 
 func (p *pipe) Send(ctx context.Context) error {
+	p.mu.Lock()
+	p.sends = append(p.sends, time.Now())
+	p.mu.Unlock()
 	n := p.outstanding.Add(1)
 	for m := p.most.Load(); n > m && !p.most.CompareAndSwap(m, n); m = p.most.Load() {
 	}
@@ -163,14 +169,29 @@ func TestOpenLoopCountsQueueing(t *testing.T) {
 func TestSlowerThanThePeriod(t *testing.T) {
 	p := &pipe{srv: &fakeServer{service: 30 * time.Millisecond}, records: 1, results: make(chan error, 16)}
 	// 16 queued at once at the start take 480ms; the period is
-	// 100-300ms: about 7 complete in it, each having waited > 100ms.
+	// 100-300ms: about 7 complete in it, each having waited about 100ms
+	// or more.
+	start := time.Now()
 	res, err := Run(context.Background(), Config{Inflight: 16, Warmup: 100 * time.Millisecond, Duration: 200 * time.Millisecond}, []Worker{p})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
-	if res.Ops < 1 || res.Ops > 8 || res.Latency.MinMs < 100 {
-		t.Fatalf("ops %d latency %+v", res.Ops, res.Latency)
+	p.mu.Lock()
+	sends := p.sends
+	p.mu.Unlock()
+	if len(sends) < 16 {
+		t.Fatalf("%d sends, want the 16 in flight at once", len(sends))
+	}
+	burst := sends[15].Sub(start) // all 16 were sent by then
+	// An operation counted completed after the period began, no earlier
+	// than start+100ms, and was sent by start+burst: its latency, measured
+	// from its send, is at least 100ms-burst. (A loaded machine may start
+	// the sends late, so the bound is not simply 100ms.) Latency measured
+	// from the period's start instead would be near 0 for the first.
+	want := float64(100*time.Millisecond-burst) / float64(time.Millisecond)
+	if res.Ops < 1 || res.Ops > 8 || res.Latency.MinMs < want {
+		t.Fatalf("ops %d latency %+v, want 1-8 ops each waiting at least %.1fms", res.Ops, res.Latency, want)
 	}
 }
 
