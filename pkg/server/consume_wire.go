@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	loghousev1 "github.com/loghouse/loghouse/pkg/api/v1"
 	"github.com/loghouse/loghouse/pkg/record"
 )
 
@@ -28,17 +29,17 @@ func (w *wireResponse) add(off uint64, time int64, rec *record.Record) bool {
 	if !w.limit.take(rec) {
 		return false
 	}
-	b := protowire.AppendTag(w.buf, fieldRespRecords, protowire.BytesType)
+	b := protowire.AppendTag(w.buf, loghousev1.FieldConsumeResponseRecords, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(recordWireSize(off, time, rec)))
-	b = appendBytesField(b, fieldRecordValue, rec.Value)
-	b = appendVarintField(b, fieldRecordOffset, off)
-	b = appendVarintField(b, fieldRecordTime, uint64(time))
-	b = appendBytesField(b, fieldRecordKey, rec.Key)
+	b = appendBytesField(b, loghousev1.FieldRecordValue, rec.Value)
+	b = appendVarintField(b, loghousev1.FieldRecordOffset, off)
+	b = appendVarintField(b, loghousev1.FieldRecordTimestamp, uint64(time))
+	b = appendBytesField(b, loghousev1.FieldRecordKey, rec.Key)
 	for _, h := range rec.Headers {
-		b = protowire.AppendTag(b, fieldRecordHeaders, protowire.BytesType)
+		b = protowire.AppendTag(b, loghousev1.FieldRecordHeaders, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(headerWireSize(h)))
-		b = appendBytesField(b, fieldHeaderKey, []byte(h.Name))
-		b = appendBytesField(b, fieldHeaderValue, h.Value)
+		b = appendBytesField(b, loghousev1.FieldHeaderKey, []byte(h.Name))
+		b = appendBytesField(b, loghousev1.FieldHeaderValue, h.Value)
 	}
 	w.buf = b
 	return true
@@ -46,9 +47,9 @@ func (w *wireResponse) add(off uint64, time int64, rec *record.Record) bool {
 
 // finish appends the response's offsets.
 func (w *wireResponse) finish(next, first, committed uint64) {
-	w.buf = appendVarintField(w.buf, fieldRespNext, next)
-	w.buf = appendVarintField(w.buf, fieldRespFirst, first)
-	w.buf = appendVarintField(w.buf, fieldRespCommitted, committed)
+	w.buf = appendVarintField(w.buf, loghousev1.FieldConsumeResponseNextOffset, next)
+	w.buf = appendVarintField(w.buf, loghousev1.FieldConsumeResponseFirstOffset, first)
+	w.buf = appendVarintField(w.buf, loghousev1.FieldConsumeResponseCommittedOffset, committed)
 }
 
 func recordWireSize(off uint64, time int64, rec *record.Record) int {

@@ -44,24 +44,6 @@ func (c Config) limits() limits {
 	return limits{maxRecordBytes: c.MaxRecordBytes, maxRequestRecords: c.MaxRequestRecords, maxBatchBytes: c.MaxBatchBytes}
 }
 
-// Field numbers of log.proto's ProduceRequest, ConsumeResponse, Record and
-// Header.
-const (
-	fieldRequestRecords  = 1
-	fieldRequestSequence = 2
-	fieldRespRecords     = 1
-	fieldRespNext        = 2
-	fieldRespFirst       = 3
-	fieldRespCommitted   = 4
-	fieldRecordValue     = 1
-	fieldRecordOffset    = 2
-	fieldRecordTime      = 3
-	fieldRecordKey       = 4
-	fieldRecordHeaders   = 5
-	fieldHeaderKey       = 1
-	fieldHeaderValue     = 2
-)
-
 // errMalformed wraps what parse finds wrong with the wire bytes.
 var errMalformed = errors.New("malformed produce request")
 
@@ -77,7 +59,7 @@ func (m *produceMsg) parse(b []byte, lim limits) {
 	var refused error // the first record that breaks a limit
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
 		switch {
-		case num == fieldRequestRecords && typ == protowire.BytesType:
+		case num == loghousev1.FieldProduceRequestRecords && typ == protowire.BytesType:
 			i := m.count
 			m.count++
 			r, err := parseRecord(v)
@@ -93,7 +75,7 @@ func (m *produceMsg) parse(b []byte, lim limits) {
 				refused = status.Errorf(codes.InvalidArgument, "server: record %d takes %d bytes (key, value and headers), the limit is %d", i, n, lim.maxRecordBytes)
 			}
 			size += n
-		case num == fieldRequestSequence && typ == protowire.VarintType:
+		case num == loghousev1.FieldProduceRequestSequence && typ == protowire.VarintType:
 			m.seq = u
 		}
 		return nil
@@ -116,13 +98,13 @@ func (m *produceMsg) parse(b []byte, lim limits) {
 	// Second pass: encode. The first pass checked every byte read here.
 	buf := make([]byte, record.BatchHeaderSize, record.BatchHeaderSize+size)
 	_ = eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num != fieldRequestRecords || typ != protowire.BytesType {
+		if num != loghousev1.FieldProduceRequestRecords || typ != protowire.BytesType {
 			return nil
 		}
 		r, _ := parseRecord(v)
 		buf = record.AppendRecordHead(buf, r.key, r.value, r.headers)
 		return eachField(v, func(num protowire.Number, typ protowire.Type, hv []byte, _ uint64) error {
-			if num == fieldRecordHeaders && typ == protowire.BytesType {
+			if num == loghousev1.FieldRecordHeaders && typ == protowire.BytesType {
 				name, value, _ := parseHeader(hv)
 				buf = record.AppendHeader(buf, name, value)
 			}
@@ -155,11 +137,11 @@ func parseRecord(b []byte) (wireRecord, error) {
 			return nil
 		}
 		switch num {
-		case fieldRecordValue:
+		case loghousev1.FieldRecordValue:
 			r.value = v
-		case fieldRecordKey:
+		case loghousev1.FieldRecordKey:
 			r.key = v
-		case fieldRecordHeaders:
+		case loghousev1.FieldRecordHeaders:
 			name, value, err := parseHeader(v)
 			if err != nil {
 				return fmt.Errorf("header %d: %w", r.headers, err)
@@ -178,12 +160,12 @@ func parseHeader(b []byte) (name, value []byte, err error) {
 			return nil
 		}
 		switch num {
-		case fieldHeaderKey:
+		case loghousev1.FieldHeaderKey:
 			if !utf8.Valid(v) {
 				return errors.New("the key is not valid UTF-8")
 			}
 			name = v
-		case fieldHeaderValue:
+		case loghousev1.FieldHeaderValue:
 			value = v
 		}
 		return nil
