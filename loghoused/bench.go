@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -80,6 +81,7 @@ type benchFlags struct {
 	warmup   time.Duration
 	progress time.Duration
 	asJSON   bool
+	cpuProf  string
 }
 
 func (b *benchFlags) register(fs *flag.FlagSet, clientsName, clientsUsage string, warmup time.Duration) {
@@ -90,6 +92,7 @@ func (b *benchFlags) register(fs *flag.FlagSet, clientsName, clientsUsage string
 	fs.DurationVar(&b.warmup, "warmup", warmup, "unmeasured period before it")
 	fs.DurationVar(&b.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the result as JSON")
+	fs.StringVar(&b.cpuProf, "cpuprofile", "", "write a CPU profile of this bench client, warm-up included, to `file` (go tool pprof reads it)")
 }
 
 func (b *benchFlags) check(clientsName string) error {
@@ -504,8 +507,9 @@ func (b *benchFlags) dial(ctx context.Context, targets []string) (*benchConns, e
 func dialReady(ctx context.Context, addr string, tlsCfg *tls.Config) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
-		// A consume response may be up to the server's limit.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+		// A consume response may be up to the server's limit; the
+		// product's client decodes it (client.Codec).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.ForceCodecV2(client.Codec{})))
 	if err != nil {
 		return nil, fmt.Errorf("connection to %s: %w", addr, err)
 	}
@@ -538,7 +542,24 @@ func (b *benchFlags) run(ctx context.Context, stderr io.Writer, cfg loadgen.Conf
 			}
 		}
 	}
+	var prof *os.File
+	if b.cpuProf != "" {
+		var err error
+		if prof, err = os.Create(b.cpuProf); err != nil {
+			return loadgen.Result{}, usageError{fmt.Sprintf("-cpuprofile: %v", err)}
+		}
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			_ = prof.Close() // failing anyway
+			return loadgen.Result{}, fmt.Errorf("-cpuprofile: %w", err)
+		}
+	}
 	res, err := loadgen.Run(ctx, cfg, workers)
+	if prof != nil {
+		pprof.StopCPUProfile()
+		if cerr := prof.Close(); cerr != nil && err == nil {
+			return res, fmt.Errorf("-cpuprofile: %w", cerr)
+		}
+	}
 	if tty && b.progress > 0 {
 		fmt.Fprintln(stderr)
 	}

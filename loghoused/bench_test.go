@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -198,7 +200,8 @@ func TestBenchAgainstDevAgent(t *testing.T) {
 	// of it, and the run ends when they have.
 	var committed uint64
 	t.Run("consume stream", func(t *testing.T) {
-		got, err := runBenchJSON(t, "consume", "-consumers", "2", "-duration", "30s", "-max-records", "100")
+		prof := filepath.Join(t.TempDir(), "cpu.pprof")
+		got, err := runBenchJSON(t, "consume", "-consumers", "2", "-duration", "30s", "-max-records", "100", "-cpuprofile", prof)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,6 +209,10 @@ func TestBenchAgainstDevAgent(t *testing.T) {
 		committed = got.RecordsPerClient
 		if !got.Stream || committed == 0 || got.Result.Records != 2*int64(committed) || got.Result.ElapsedSec > 20 {
 			t.Fatalf("%+v", got)
+		}
+		// A profile is gzipped protobuf.
+		if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Fatalf("-cpuprofile wrote %d bytes (%v), want a gzipped profile", len(b), err)
 		}
 	})
 	t.Run("consume unary", func(t *testing.T) {
@@ -217,6 +224,12 @@ func TestBenchAgainstDevAgent(t *testing.T) {
 		// 100 records in responses of at most 7: 15 calls.
 		if got.Stream || got.Result.Records != 100 || got.Result.Ops != 15 || got.Offset != 5 {
 			t.Fatalf("%+v", got)
+		}
+	})
+	t.Run("profile not writable", func(t *testing.T) {
+		_, _, err := runBenchCmd(t, "consume", "-n", "1", "-cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir"))
+		if err == nil || !strings.Contains(err.Error(), "-cpuprofile") {
+			t.Fatalf("consume with an unwritable profile = %v", err)
 		}
 	})
 	t.Run("consume past the end", func(t *testing.T) {

@@ -67,6 +67,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		dialOpts: append([]grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS)),
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.ConnectTimeout}),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(Codec{})),
 		}, cfg.DialOptions...),
 		conns: make(map[string]*conn),
 	}
