@@ -22,6 +22,7 @@ type options struct {
 	rounds         int
 	duration       time.Duration
 	warmup         time.Duration
+	streamWarmup   time.Duration
 	sizes          []int
 	producers      []int
 	batch          int
@@ -62,7 +63,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.mode, "mode", "short", "short (256 B records, a smaller log: a few minutes) or full (64 B, 256 B and 4 KiB records, longer runs)")
 	rounds := fs.Int("rounds", 0, "rounds (default: 3 short, 5 full)")
 	duration := fs.Duration("duration", 0, "measured period of each workload (default: 1s short, 5s full)")
-	warmup := fs.Duration("warmup", 0, "warm-up of each workload (default: 500ms short, 1s full)")
+	warmup := fs.Duration("warmup", 0, "warm-up of each unary workload (default: 500ms short, 1s full)")
+	fs.DurationVar(&o.streamWarmup, "stream-warmup", 2*time.Second, "warm-up of each streaming/batched workload, long enough for the servers to reach their steady state (a fresh Loghouse node takes about 2s to grow its heap)")
 	consume := fs.Int("consume-records", 0, "records in the log the consumers read (default: 300,000 short, 2,000,000 full)")
 	systems := fs.String("systems", strings.Join(allSystems, ","), "systems to run, comma-separated")
 	producers := fs.String("producers", "1,8,64", "producer counts, comma-separated")
@@ -126,7 +128,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		o.producers = append(o.producers, n)
 	}
-	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.warmup < 0 {
+	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.warmup < 0 || o.streamWarmup < 0 {
 		return o, errors.New("rounds, batch, inflight and duration must be positive")
 	}
 	return o, nil

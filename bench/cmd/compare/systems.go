@@ -110,8 +110,18 @@ func decodeResults(out []byte) (map[string]loadgen.Result, error) {
 	return m, nil
 }
 
+// loadArgs are the measurement flags of the child commands.
 func (e *env) loadArgs() []string {
-	return []string{"-duration", e.opts.duration.String(), "-warmup", e.opts.warmup.String()}
+	return []string{"-duration", e.opts.duration.String(), "-warmup", e.opts.warmup.String(), "-stream-warmup", e.opts.streamWarmup.String()}
+}
+
+// benchLoadArgs are the measurement flags of `loghoused bench` for w.
+func (e *env) benchLoadArgs(w workload) []string {
+	warmup := e.opts.warmup
+	if w.Stream {
+		warmup = e.opts.streamWarmup
+	}
+	return []string{"-duration", e.opts.duration.String(), "-warmup", warmup.String()}
 }
 
 // --- Loghouse -------------------------------------------------------------
@@ -231,7 +241,7 @@ func runLoghouseBench(ctx context.Context, e *env, name, seeds string, ws []work
 		if w.Consume {
 			continue
 		}
-		args := append([]string{"produce", "-producers", strconv.Itoa(w.Producers), "-size", strconv.Itoa(w.Size)}, e.loadArgs()...)
+		args := append([]string{"produce", "-producers", strconv.Itoa(w.Producers), "-size", strconv.Itoa(w.Size)}, e.benchLoadArgs(w)...)
 		if w.Stream {
 			args = append(args, "-stream", "-batch", strconv.Itoa(w.Batch), "-inflight", strconv.Itoa(w.Inflight))
 		}
