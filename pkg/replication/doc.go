@@ -20,7 +20,8 @@
 //   - Mux shares the RPC port between gRPC and raft: a per-connection
 //     goroutine reads the first byte under a deadline ('R' for raft, a TLS
 //     ClientHello for gRPC). StreamLayer runs raft over it with mutual TLS
-//     and requires a server-role certificate at both ends.
+//     and requires a server-role certificate at both ends; each Write on a
+//     raft connection sends its TLS records together (conn.go).
 //   - Node wires all of it: log, stores, FSM, transport and raft, with
 //     bootstrap only when no raft state exists.
 //

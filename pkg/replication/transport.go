@@ -320,7 +320,8 @@ func (s *StreamLayer) acceptLoop() {
 }
 
 func (s *StreamLayer) handshake(conn net.Conn) (net.Conn, error) {
-	tc := tls.Server(conn, s.certs.ServerConfig())
+	raw := newRecordConn(conn)
+	tc := tls.Server(raw, s.certs.ServerConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -329,7 +330,7 @@ func (s *StreamLayer) handshake(conn net.Conn) (net.Conn, error) {
 	if _, err := tlsutil.RequireServer(tc.ConnectionState(), s.role); err != nil {
 		return nil, err
 	}
-	return tc, nil
+	return &gatheringConn{Conn: tc, raw: raw}, nil
 }
 
 // Accept implements net.Listener for raft.
@@ -375,9 +376,10 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err := conn.SetWriteDeadline(time.Time{}); err != nil {
 		return nil, errors.Join(err, conn.Close())
 	}
-	tc := tls.Client(conn, s.certs.ClientConfig(s.role))
+	raw := newRecordConn(conn)
+	tc := tls.Client(raw, s.certs.ClientConfig(s.role))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("replication: tls handshake with %s: %w", address, err), conn.Close())
 	}
-	return s.track(tc)
+	return s.track(&gatheringConn{Conn: tc, raw: raw})
 }
