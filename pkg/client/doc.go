@@ -142,4 +142,9 @@
 // already delivered and fails with ErrOffsetGap rather than skip one, so
 // every record is delivered once and in order. Records iterates over the
 // same stream record by record.
+//
+// The records of a consume response are decoded by Codec into shared
+// memory: slabs of 128 records and 16 KiB chunks of their values and keys.
+// A record kept long after the rest of its response therefore keeps up to
+// 32 KiB alive; copy the records you keep if that matters.
 package client
