@@ -151,8 +151,8 @@ func TestCodecAllocations(t *testing.T) {
 			t.Fatalf("%d records, %v", len(got.Records), err)
 		}
 	})
-	// 4 slabs, 8 chunks of 128 values, the slice of pointers and the
-	// buffer gRPC's pool hands out.
+	// 8 slabs of 128 records, 16 chunks of 64 values, the slice of
+	// pointers and the buffer gRPC's pool hands out.
 	if want := float64((1000+slabRecords-1)/slabRecords + (1000*256+chunkBytes-1)/chunkBytes + 2); allocs > want {
 		t.Fatalf("%v allocations for 1000 records, want at most %v", allocs, want)
 	}
@@ -223,6 +223,26 @@ func TestCodecSeveralPieces(t *testing.T) {
 	for i := range kept {
 		if !proto.Equal(kept[i], wants[i]) {
 			t.Fatalf("message %d: got %v, want %v", i, kept[i], wants[i])
+		}
+	}
+}
+
+// BenchmarkCodecConsume decodes a response of 1,000 records of 256 bytes.
+func BenchmarkCodecConsume(b *testing.B) {
+	m := &loghousev1.ConsumeResponse{NextOffset: 1000}
+	for i := range 1000 {
+		m.Records = append(m.Records, &loghousev1.Record{Value: make([]byte, 256), Offset: uint64(i), TimestampUnixNano: 1})
+	}
+	buf, err := proto.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := mem.BufferSlice{mem.SliceBuffer(buf)}
+	b.ReportAllocs()
+	for b.Loop() {
+		var got loghousev1.ConsumeResponse
+		if err := (Codec{}).Unmarshal(data, &got); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func (c *recordConn) Write(p []byte) (int, error) {
 		return c.write(p)
 	}
 	if len(c.buf)+len(p) > flushBytes {
-		if _, err := c.flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return 0, err
 		}
 		if len(p) >= flushBytes {
@@ -75,18 +75,17 @@ func (c *recordConn) release() error {
 	if c.holding > 0 || c.err != nil {
 		return c.err
 	}
-	_, err := c.flush()
-	return err
+	return c.flush()
 }
 
 // flush writes the gathered records; mu is held.
-func (c *recordConn) flush() (int, error) {
+func (c *recordConn) flush() error {
 	if len(c.buf) == 0 {
-		return 0, nil
+		return nil
 	}
-	n, err := c.write(c.buf)
+	_, err := c.write(c.buf)
 	c.buf = c.buf[:0]
-	return n, err
+	return err
 }
 
 // write writes p through and makes a failure stick: records lost on the
