@@ -134,6 +134,8 @@ func TestRealDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	check("after freeing space and reopening", l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
