@@ -220,7 +220,7 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			}
 			for k, r := range res {
 				all[name][k] = append(all[name][k], r)
-				fmt.Fprintf(stderr, "round %d/%d %-10s %-18s %12s records/s  p99 %s\n", round+1, o.rounds, name, k, thousands(r.RecordsPerSec), fmtMs(r.Latency.P99Ms))
+				fmt.Fprintf(stderr, "round %d/%d %-10s %-18s %12s records/s  p50 %s  p99 %s\n", round+1, o.rounds, name, k, thousands(r.RecordsPerSec), fmtMs(r.Latency.P50Ms), fmtMs(r.Latency.P99Ms))
 				if r.Errors > 0 {
 					// Not counted in the tables; listed as a failure.
 					failures[name] = append(failures[name], fmt.Sprintf("round %d, %s: %d of %d clients failed, the first: %s", round+1, k, r.Errors, r.Workers, r.FirstError))

@@ -50,6 +50,7 @@ type metric struct {
 
 var (
 	rate = metric{value: func(r loadgen.Result) float64 { return r.RecordsPerSec }}
+	p50  = metric{value: func(r loadgen.Result) float64 { return r.Latency.P50Ms }, latency: true}
 	p99  = metric{value: func(r loadgen.Result) float64 { return r.Latency.P99Ms }, latency: true}
 )
 
@@ -146,10 +147,13 @@ func (r report) markdown() string {
 	r.table(&b, rate, func(s stat) string {
 		return fmt.Sprintf("%s (%s–%s)", fmtRate(s.med), fmtRate(s.lo), fmtRate(s.hi))
 	})
-	b.WriteString("\n## Latency p99, ms (per request from its send; JetStream streaming: per message; consume: per response)\n\n")
-	r.table(&b, p99, func(s stat) string {
+	latency := func(s stat) string {
 		return fmt.Sprintf("%s (%s–%s)", fmtMs(s.med), fmtMs(s.lo), fmtMs(s.hi))
-	})
+	}
+	b.WriteString("\n## Latency p50, ms (per request from its send; JetStream streaming: per message; consume: per response)\n\n")
+	r.table(&b, p50, latency)
+	b.WriteString("\n## Latency p99, ms (the same)\n\n")
+	r.table(&b, p99, latency)
 
 	b.WriteString("\n## Ratios of median throughput (range of per-round ratios)\n\n")
 	pairs := [][2]string{
