@@ -202,6 +202,12 @@ func raftConfig(cfg NodeConfig, logger hclog.Logger) *raft.Config {
 	if t.MaxAppendEntries != 0 {
 		rc.MaxAppendEntries = t.MaxAppendEntries
 	}
+	// Raft's per-peer metrics carry a peer_id label; without this it also
+	// emits each under a second name per peer (raft_replication_
+	// appendEntries_rpc_n2, ...), which doubles the metrics work of every
+	// replication message (a fifth of the leader's allocations on a
+	// one-record write) for series nobody needs.
+	rc.NoLegacyTelemetry = true
 	// BatchApplyCh stays off: with it, an Apply racing Shutdown can get a
 	// future that is never answered (hashicorp/raft#498). The server
 	// batches records into entries itself (group commit).
