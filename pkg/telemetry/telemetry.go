@@ -7,7 +7,6 @@ import (
 	"time"
 
 	metrics "github.com/hashicorp/go-metrics"
-	prom "github.com/hashicorp/go-metrics/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,7 +21,7 @@ const ServiceName = "loghouse"
 // Prometheus' format, plus Go runtime and process collectors.
 type Telemetry struct {
 	registry *prometheus.Registry
-	sink     *prom.PrometheusSink
+	sink     *Sink
 }
 
 var (
@@ -48,13 +47,10 @@ func setup() (*Telemetry, error) {
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	sink, err := prom.NewPrometheusSinkFrom(prom.PrometheusOpts{
-		// A gauge nobody sets for this long (a raft peer that left, say)
-		// disappears from the output.
-		Expiration: 5 * time.Minute,
-		Registerer: reg,
-	})
-	if err != nil {
+	// A series nobody updates for this long (a raft peer that left, say)
+	// disappears from the output.
+	sink := NewSink(5 * time.Minute)
+	if err := reg.Register(sink); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	conf := metrics.DefaultConfig(ServiceName)
