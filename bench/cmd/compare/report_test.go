@@ -49,7 +49,7 @@ func TestProduceWorkload(t *testing.T) {
 // synthetic results; failed runs are left out.
 func TestReport(t *testing.T) {
 	res := func(rate, p99 float64) loadgen.Result {
-		return loadgen.Result{RecordsPerSec: rate, Records: 1, Latency: loadgen.Summary{Count: 1, P99Ms: p99}}
+		return loadgen.Result{RecordsPerSec: rate, Records: 1, Latency: loadgen.Summary{Count: 1, P50Ms: p99 / 2, P99Ms: p99}}
 	}
 	failed := loadgen.Result{Errors: 1, FirstError: "boom", RecordsPerSec: 1e9}
 	o := options{mode: "short", rounds: 3, producers: []int{64}, systems: []string{"lh3", "js3-always", "lh1-none", "grpc"}}
@@ -89,5 +89,11 @@ func TestReport(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+	// lh3's stream-64 latencies in their tables: p50 first, then p99.
+	p50At, p99At := strings.Index(md, "## Latency p50"), strings.Index(md, "## Latency p99")
+	row50, row99 := strings.Index(md, "| stream-64/256B | 25.0 (20.0–30.0) |"), strings.Index(md, "| stream-64/256B | 50.0 (40.0–60.0) |")
+	if p50At < 0 || !(p50At < row50 && row50 < p99At && p99At < row99) {
+		t.Errorf("latency tables out of place (p50 table %d, its row %d, p99 table %d, its row %d):\n%s", p50At, row50, p99At, row99, md)
 	}
 }
