@@ -23,8 +23,9 @@ import (
 // left to proto.Unmarshal, so errors are protobuf's own.
 //
 // A record kept after the rest of its response is dropped keeps its slab
-// and chunk in memory, 32 KiB: copy the record to keep a few for long. Each Value and Key has its own capacity, so appending to one
-// never writes over another.
+// and chunk in memory, 32 KiB: copy the record to keep a few for long.
+// Each Value and Key has its own capacity, so appending to one never
+// writes over another.
 //
 // Programs that call the generated loghousev1 stubs on their own
 // connection can use it too:
@@ -121,9 +122,9 @@ func (c *chunks) copy(v []byte) []byte {
 
 // decodeConsume fills m from the serialized ConsumeResponse b as
 // proto.Unmarshal would, with the records in slabs and their bytes in
-// chunks; nothing in m aliases b. It reports false, with m in any state, where b holds
-// anything else than the fields of log.proto with their declared wire
-// types (proto.Unmarshal then decides).
+// chunks; nothing in m aliases b. It reports false, with m in any state,
+// where b holds anything else than the fields of log.proto with their
+// declared wire types (proto.Unmarshal then decides).
 func decodeConsume(b []byte, m *loghousev1.ConsumeResponse) bool {
 	// First pass: the top level, and the number of records.
 	n := 0

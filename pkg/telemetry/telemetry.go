@@ -21,7 +21,6 @@ const ServiceName = "loghouse"
 // Prometheus' format, plus Go runtime and process collectors.
 type Telemetry struct {
 	registry *prometheus.Registry
-	sink     *Sink
 }
 
 var (
@@ -62,7 +61,7 @@ func setup() (*Telemetry, error) {
 	if _, err := metrics.NewGlobal(conf, sink); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	return &Telemetry{registry: reg, sink: sink}, nil
+	return &Telemetry{registry: reg}, nil
 }
 
 // Handler serves the metrics in Prometheus' text format.

@@ -129,7 +129,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		o.producers = append(o.producers, n)
 	}
 	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.warmup < 0 || o.streamWarmup < 0 {
-		return o, errors.New("rounds, batch, inflight and duration must be positive")
+		return o, errors.New("rounds, batch, inflight and duration must be positive, and the warm-ups must not be negative")
 	}
 	return o, nil
 }
