@@ -33,8 +33,9 @@ gencert: build ## Make a CA, server certificates for CERT_SERVERS and "root" and
 	@cd $(CERTS_DIR) && for c in root nobody; do $(BIN)/loghoused tls cert create -client -name $$c; done
 
 .PHONY: test
-test: ## Run every test with the race detector.
+test: ## Run every test with the race detector (the product's module, then bench/'s).
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && $(GO) test -race -count=1 -timeout 5m ./...
 
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
@@ -73,8 +74,9 @@ fmt: ## Fail if any Go file is not gofmt'ed.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet.
+vet: ## go vet (both modules).
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)
@@ -84,10 +86,12 @@ $(GOLANGCI_LINT):
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint with the linters listed in .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
+	cd bench && $(GOLANGCI_LINT) run ./...
 
 .PHONY: tidy
-tidy: ## Fail if go mod tidy would change go.mod or go.sum.
+tidy: ## Fail if go mod tidy would change go.mod or go.sum (of either module).
 	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 
 .PHONY: bench
 bench: ## Storage engine benchmarks (records/s, MB/s, p50/p99, allocs) with raw baselines; BENCHCOUNT rounds, compare with benchstat.

@@ -159,37 +159,12 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	started := time.Now()
-	e := &env{opts: o}
-	if e.self, err = os.Executable(); err != nil {
+	e, err := setUp(ctx, o, stderr)
+	if err != nil {
 		return err
 	}
-	if e.work, err = os.MkdirTemp("", "loghouse-compare-"); err != nil {
-		return err
-	}
-	e.logDir = filepath.Join(e.work, "logs")
-	if err := os.MkdirAll(e.logDir, 0o700); err != nil {
-		return err
-	}
-	e.procs = &procs{logDir: e.logDir, startTimeout: o.timeout, stopTimeout: o.timeout}
 	keepWork := false
-	defer func() {
-		err = errors.Join(err, e.procs.stopAll())
-		if !keepWork {
-			_ = os.RemoveAll(e.work) // scratch space
-		}
-	}()
-	fmt.Fprintf(stderr, "compare: scratch directory %s (logs in logs/)\n", e.work)
-	if e.bin = o.loghoused; e.bin == "" {
-		if e.bin, err = buildLoghoused(ctx, e.work); err != nil {
-			return err
-		}
-	}
-	if out, err := exec.CommandContext(ctx, e.bin, "bench", "help").CombinedOutput(); err != nil {
-		return fmt.Errorf("%s has no working bench command (%w): %s", e.bin, err, firstLine(string(out)))
-	}
-	if e.certs, err = makeCerts(filepath.Join(e.work, "tls"), []string{"n1", "n2", "n3", "baseline"}); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, e.tearDown(keepWork)) }()
 	if err := pretouch(filepath.Join(e.work, "pretouch"), o.pretouch<<20, stderr); err != nil {
 		return err
 	}
@@ -258,6 +233,51 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return fmt.Errorf("%d systems failed at least once; logs kept in %s", len(failures), e.logDir)
 	}
 	return nil
+}
+
+// setUp makes a run's scratch directory (logs in logs/), builds
+// loghoused unless o names a binary, checks it has a bench command, and
+// makes the certificates. The caller calls tearDown at the end.
+func setUp(ctx context.Context, o options, stderr io.Writer) (e *env, err error) {
+	e = &env{opts: o}
+	if e.self, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	if e.work, err = os.MkdirTemp("", "loghouse-compare-"); err != nil {
+		return nil, err
+	}
+	e.procs = &procs{logDir: filepath.Join(e.work, "logs"), startTimeout: o.timeout, stopTimeout: o.timeout}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(e.work) // scratch space; err says what went wrong
+			e = nil
+		}
+	}()
+	e.logDir = e.procs.logDir
+	if err := os.MkdirAll(e.logDir, 0o700); err != nil {
+		return e, err
+	}
+	fmt.Fprintf(stderr, "compare: scratch directory %s (logs in logs/)\n", e.work)
+	if e.bin = o.loghoused; e.bin == "" {
+		if e.bin, err = buildLoghoused(ctx, e.work); err != nil {
+			return e, err
+		}
+	}
+	if out, err := exec.CommandContext(ctx, e.bin, "bench", "help").CombinedOutput(); err != nil {
+		return e, fmt.Errorf("%s has no working bench command (%w): %s", e.bin, err, firstLine(string(out)))
+	}
+	e.certs, err = makeCerts(filepath.Join(e.work, "tls"), []string{"n1", "n2", "n3", "baseline"})
+	return e, err
+}
+
+// tearDown stops every child still running and deletes the scratch
+// directory unless keepWork.
+func (e *env) tearDown(keepWork bool) error {
+	err := e.procs.stopAll()
+	if !keepWork {
+		err = errors.Join(err, os.RemoveAll(e.work))
+	}
+	return err
 }
 
 // buildLoghoused builds the loghoused binary of the module this one

@@ -25,6 +25,11 @@
 // others by the same load engine (pkg/loadgen) in child commands of this
 // program. Every server is a child process in its own process group, and
 // every child is stopped at the end, on failure and on interrupt.
+//
+// `compare profile -out DIR` runs one produce workload against a fresh
+// Loghouse cluster and keeps CPU and allocation profiles of every node,
+// the leader's execution trace and the load generator's CPU profile in
+// DIR (see profile.go).
 package main
 
 import (
@@ -61,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return raftBench(ctx, args[1:], stdout, stderr)
 		case "fsync-bench":
 			return fsyncBench(ctx, args[1:], stdout, stderr)
+		case "profile":
+			return profile(ctx, args[1:], stdout, stderr)
 		}
 	}
 	return compare(ctx, args, stdout, stderr)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +23,10 @@ import (
 // Without this, whichever system writes first into untouched memory pays,
 // and a long-running server never does. Each system's data is deleted after
 // its run for the same reason.
+//
+// Writing that much starts the kernel's background writeback; deleting the
+// file drops what is still dirty, and a sync then waits out the writes
+// already under way, so that they do not delay the first system's fsyncs.
 func pretouch(path string, size int64, log io.Writer) error {
 	if avail := availableMemory(); avail > 0 && size > avail/2 {
 		size = avail / 2
@@ -34,7 +39,10 @@ func pretouch(path string, size int64, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.Remove(path) }()
+	defer func() {
+		_ = os.Remove(path) // scratch; a failure to write says more
+		syscall.Sync()
+	}()
 	buf := bytes.Repeat([]byte{0xa5}, 1<<20)
 	for n := int64(0); n < size; n += int64(len(buf)) {
 		if _, err := f.Write(buf); err != nil {
@@ -56,7 +64,7 @@ func availableMemory() int64 {
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var kb int64

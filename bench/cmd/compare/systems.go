@@ -142,60 +142,78 @@ func loghouseSystem(name, label string, nodes int, sync string, readsToo bool) s
 // peers, mutual TLS, storage.sync = sync), runs ws with `loghoused bench`,
 // and stops them.
 func runLoghouse(ctx context.Context, e *env, name string, nodes int, sync string, ws []workload) (map[string]loadgen.Result, error) {
-	dir, err := e.dataDir(name)
+	c, err := startLoghouse(ctx, e, name, nodes, sync, false)
 	if err != nil {
 		return nil, err
+	}
+	out := map[string]loadgen.Result{}
+	if err := runLoghouseBench(ctx, e, name, c.seeds(), ws, out, true); err != nil {
+		_ = e.procs.stopThese(c.procs) // the run's error says what went wrong
+		return out, err
+	}
+	return out, e.procs.stopThese(c.procs)
+}
+
+// lhCluster is a running set of loghoused agents.
+type lhCluster struct {
+	names []string // n1, n2, ...
+	addrs []string // RPC addresses, by node
+	http  []string // HTTP addresses, by node
+	procs []*proc
+}
+
+func (c lhCluster) seeds() string { return strings.Join(c.addrs, ",") }
+
+// startLoghouse starts nodes loghoused agents (separate processes, static
+// peers, mutual TLS, storage.sync = sync, enable_debug = debug) and waits
+// until the cluster has a leader. On failure it stops what it started.
+func startLoghouse(ctx context.Context, e *env, name string, nodes int, sync string, debug bool) (c lhCluster, err error) {
+	dir, err := e.dataDir(name)
+	if err != nil {
+		return c, err
 	}
 	ports, err := freePorts(3 * nodes)
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	addrs := make([]string, nodes)
 	for i := range nodes {
-		addrs[i] = fmt.Sprintf("127.0.0.1:%d", ports[3*i])
+		c.names = append(c.names, fmt.Sprint("n", i+1))
+		c.addrs = append(c.addrs, fmt.Sprintf("127.0.0.1:%d", ports[3*i]))
+		c.http = append(c.http, fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]))
 	}
-	var started []*proc
-	defer func() { _ = e.procs.stopThese(started) }() // stopped below when all goes well; this is for failures
-	for i := range nodes {
-		node := fmt.Sprint("n", i+1)
+	defer func() {
+		if err != nil {
+			_ = e.procs.stopThese(c.procs) // err says what went wrong
+		}
+	}()
+	for i, node := range c.names {
 		var hcl strings.Builder
 		fmt.Fprintf(&hcl, "node_name = %q\ndata_dir = %q\nbind_addr = \"127.0.0.1\"\n", node, filepath.Join(dir, node))
 		fmt.Fprintf(&hcl, "ports {\n  rpc = %d\n  serf = %d\n  http = %d\n}\n", ports[3*i], ports[3*i+1], ports[3*i+2])
-		if nodes > 1 {
-			hcl.WriteString("bootstrap = true\n")
-			for j := range nodes {
-				if j != i {
-					fmt.Fprintf(&hcl, "peer %q {\n  address = %q\n}\n", fmt.Sprint("n", j+1), addrs[j])
-				}
+		hcl.WriteString("bootstrap = true\n")
+		for j, peer := range c.names {
+			if j != i {
+				fmt.Fprintf(&hcl, "peer %q {\n  address = %q\n}\n", peer, c.addrs[j])
 			}
-		} else {
-			hcl.WriteString("bootstrap = true\n")
+		}
+		if debug {
+			hcl.WriteString("enable_debug = true\n")
 		}
 		sc := e.certs.servers[node]
 		fmt.Fprintf(&hcl, "tls {\n  ca_file = %q\n  cert_file = %q\n  key_file = %q\n}\n", e.certs.ca, sc[0], sc[1])
 		fmt.Fprintf(&hcl, "log {\n  level = \"warn\"\n}\nstorage {\n  sync = %q\n}\n", sync)
 		cfgFile := filepath.Join(dir, node+".hcl")
 		if err := os.WriteFile(cfgFile, []byte(hcl.String()), 0o600); err != nil {
-			return nil, err
+			return c, err
 		}
 		p, err := e.procs.start(name+"-"+node, "ready on", e.bin, "agent", "-config", cfgFile)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		started = append(started, p)
+		c.procs = append(c.procs, p)
 	}
 	// A node is ready once the cluster has a leader: start all, then wait.
-	if err := e.procs.waitReady(ctx, started...); err != nil {
-		return nil, err
-	}
-	seeds := strings.Join(addrs, ",")
-	out := map[string]loadgen.Result{}
-	if err := runLoghouseBench(ctx, e, name, seeds, ws, out, true); err != nil {
-		return out, err
-	}
-	err = e.procs.stopThese(started)
-	started = nil
-	return out, err
+	return c, e.procs.waitReady(ctx, c.procs...)
 }
 
 // runLoghouseBench runs ws against a Loghouse API server (Loghouse or the
