@@ -27,7 +27,9 @@ import (
 //     of the sample, and never outside the window's smallest and largest
 //     sample (so a series of equal samples reports them exactly).
 //   - A series not updated for the expiration period (a raft peer that
-//     left, say) is dropped at the next collection.
+//     left, say) is dropped at the next collection. Updates hold the read
+//     lock from finding their series to updating it, and collections drop
+//     series under the write lock, so no update lands in a dropped series.
 type Sink struct {
 	expiration time.Duration
 	now        func() time.Time
@@ -35,6 +37,10 @@ type Sink struct {
 
 	mu     sync.RWMutex
 	series map[uint64][]*series
+
+	// testHookAcquired, if set, runs when an update has found its series
+	// and holds the read lock (tests only).
+	testHookAcquired func()
 }
 
 var (
@@ -87,9 +93,10 @@ func (s *Sink) SetPrecisionGauge(key []string, val float64) {
 // SetPrecisionGaugeWithLabels implements metrics.PrecisionGaugeMetricSink.
 func (s *Sink) SetPrecisionGaugeWithLabels(key []string, val float64, labels []metrics.Label) {
 	now := s.now()
-	sr := s.get(kindGauge, key, labels)
+	sr := s.acquire(kindGauge, key, labels, now)
 	sr.value.Store(math.Float64bits(val))
 	sr.updated.Store(now.UnixNano())
+	s.mu.RUnlock()
 }
 
 // EmitKey implements metrics.MetricSink. Like go-metrics' Prometheus
@@ -103,9 +110,10 @@ func (s *Sink) IncrCounter(key []string, val float32) { s.IncrCounterWithLabels(
 // IncrCounterWithLabels implements metrics.MetricSink.
 func (s *Sink) IncrCounterWithLabels(key []string, val float32, labels []metrics.Label) {
 	now := s.now()
-	sr := s.get(kindCounter, key, labels)
+	sr := s.acquire(kindCounter, key, labels, now)
 	addFloat(&sr.value, float64(val))
 	sr.updated.Store(now.UnixNano())
+	s.mu.RUnlock()
 }
 
 // AddSample implements metrics.MetricSink.
@@ -114,33 +122,48 @@ func (s *Sink) AddSample(key []string, val float32) { s.AddSampleWithLabels(key,
 // AddSampleWithLabels implements metrics.MetricSink.
 func (s *Sink) AddSampleWithLabels(key []string, val float32, labels []metrics.Label) {
 	now := s.now()
-	sr := s.get(kindSummary, key, labels)
+	sr := s.acquire(kindSummary, key, labels, now)
 	sr.sum.observe(float64(val), now)
 	sr.updated.Store(now.UnixNano())
+	s.mu.RUnlock()
 }
 
-// get returns the series of kind, key and labels, made on first use.
-func (s *Sink) get(k kind, key []string, labels []metrics.Label) *series {
+// acquire returns the series of kind, key and labels, made on first use,
+// with s.mu read-locked: the caller updates it and then unlocks. Collect
+// drops expired series under the write lock, so a series cannot expire
+// between being found and being updated, which would lose the update to
+// a series no longer exported.
+func (s *Sink) acquire(k kind, key []string, labels []metrics.Label, now time.Time) *series {
 	h := s.hash(k, key, labels)
-	s.mu.RLock()
-	for _, sr := range s.series[h] {
-		if sr.is(k, key, labels) {
-			s.mu.RUnlock()
-			return sr
+	for {
+		s.mu.RLock()
+		for _, sr := range s.series[h] {
+			if sr.is(k, key, labels) {
+				if s.testHookAcquired != nil {
+					s.testHookAcquired()
+				}
+				return sr
+			}
 		}
+		s.mu.RUnlock()
+		s.create(h, k, key, labels, now)
 	}
-	s.mu.RUnlock()
+}
 
+// create adds the series of kind, key and labels unless it exists. It
+// counts as updated at now, so that a collection before the caller's
+// update does not take it for expired.
+func (s *Sink) create(h uint64, k kind, key []string, labels []metrics.Label, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sr := range s.series[h] {
 		if sr.is(k, key, labels) {
-			return sr
+			return
 		}
 	}
 	sr := newSeries(k, key, labels)
+	sr.updated.Store(now.UnixNano())
 	s.series[h] = append(s.series[h], sr)
-	return sr
 }
 
 func (s *Sink) hash(k kind, key []string, labels []metrics.Label) uint64 {

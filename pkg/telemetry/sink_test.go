@@ -309,6 +309,35 @@ func TestSinkExpiration(t *testing.T) {
 	}
 }
 
+// A collection that would expire a series while an update to it is under
+// way waits for the update, which then counts (before, the update went to
+// a series the collection had just dropped, and was lost).
+func TestSinkExpiryDoesNotLoseAnUpdateInFlight(t *testing.T) {
+	s, clk, reg := newTestSink(t, 5*time.Minute)
+	key := []string{"raft", "apply"}
+	s.IncrCounter(key, 1)
+	clk.add(6 * time.Minute) // the series is now due to expire
+
+	collected := make(chan *dto.Metric, 1)
+	s.testHookAcquired = func() {
+		s.testHookAcquired = nil // this update only
+		go func() { collected <- gather(t, reg, "raft_apply") }()
+		// Give the collection every chance to run now, inside the update.
+		select {
+		case m := <-collected:
+			collected <- m
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.IncrCounter(key, 1)
+	if m := <-collected; m == nil || counter(m) != 2 {
+		t.Fatalf("the collection racing the update exported %v, want the counter at 2", m)
+	}
+	if m := gather(t, reg, "raft_apply"); m == nil || counter(m) != 2 {
+		t.Fatalf("after the update: %v, want the counter at 2", m)
+	}
+}
+
 // Samples, counters and gauges, concurrently with collections (run with
 // -race): nothing is lost.
 func TestSinkConcurrent(t *testing.T) {
