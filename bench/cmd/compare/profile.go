@@ -157,6 +157,9 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	select {
 	case <-time.After(po.warmup):
 	case b := <-benchDone:
+		if b.err == nil {
+			return errors.New("the load ended before the profiles started")
+		}
 		return fmt.Errorf("the load ended before the profiles started: %w", b.err)
 	case <-ctx.Done():
 		return ctx.Err()
