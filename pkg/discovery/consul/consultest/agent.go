@@ -735,6 +735,10 @@ func cloneService(s *ServiceDefinition) ServiceDefinition {
 	return c
 }
 
+// isDNSLabel and isHostName are Consul's name rules as the double applies
+// them. They repeat the consul package's own checks on purpose: a double
+// that called the validator it is there to check would agree with it even
+// when both are wrong.
 func isDNSLabel(s string) bool {
 	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
 		return false
