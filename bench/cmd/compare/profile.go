@@ -72,8 +72,11 @@ func parseProfileOptions(args []string, stderr io.Writer) (profileOptions, error
 	if o.pretouch < 0 {
 		problems = append(problems, "-pretouch-mib must not be negative")
 	}
-	if o.warmup < 0 || o.trace < 0 || o.trace > time.Duration(o.seconds)*time.Second {
-		problems = append(problems, "-warmup must not be negative, and -trace must be between 0 and -seconds")
+	if o.warmup < 0 {
+		problems = append(problems, fmt.Sprintf("-warmup %s must not be negative", o.warmup))
+	}
+	if o.trace < 0 || o.trace > time.Duration(o.seconds)*time.Second {
+		problems = append(problems, fmt.Sprintf("-trace %s must be between 0 and -seconds (%ds)", o.trace, o.seconds))
 	}
 	if len(problems) > 0 {
 		return o, errors.New(strings.Join(problems, "; "))

@@ -29,8 +29,8 @@ func TestParseProfileOptions(t *testing.T) {
 		{[]string{"-out", "x", "-nodes", "4"}, "-nodes 4"},
 		{[]string{"-out", "x", "-sync", "sometimes"}, `-sync "sometimes"`},
 		{[]string{"-out", "x", "-producers", "0"}, "must be positive"},
-		{[]string{"-out", "x", "-seconds", "2", "-trace", "3s"}, "-trace must be between"},
-		{[]string{"-out", "x", "-warmup", "-1s"}, "-warmup must not be negative"},
+		{[]string{"-out", "x", "-seconds", "2", "-trace", "3s"}, "-trace 3s must be between 0 and -seconds (2s)"},
+		{[]string{"-out", "x", "-warmup", "-1s"}, "-warmup -1s must not be negative"},
 		{[]string{"-out", "x", "-pretouch-mib", "-1"}, "-pretouch-mib must not be negative"},
 	}
 	for _, b := range bad {
