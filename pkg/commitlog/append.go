@@ -24,6 +24,65 @@ var fsyncMetric = []string{"loghouse", "commitlog", "fsync_ms"}
 // failed fsync is different: the on-disk state is then unknown, and the log
 // returns ErrFailed for every later write until it is reopened.
 func (l *Log) Append(entries []Entry) error {
+	return l.append(entries, l.opts.Sync == SyncAlways)
+}
+
+// AppendNoSync is Append without the fsync, whatever Options.Sync says: the
+// batch is visible to readers at once and durable only once a Sync or
+// SyncTo covers it (SyncedIndex tells). A crash before that may lose it,
+// and the batches after it, but never leaves part of a batch, a gap, or a
+// batch without the ones before it: recovery keeps the longest run of
+// whole, checksummed batches. The raft leader uses it to send entries to
+// the followers while its own fsync runs (see pkg/replication/DESIGN.md).
+func (l *Log) AppendNoSync(entries []Entry) error {
+	return l.append(entries, false)
+}
+
+// SyncedIndex is the index of the last entry that is as durable as
+// Options.Sync promises: with SyncAlways, the last one an fsync covered;
+// with SyncNone, the last one appended. Entries after it were added by
+// AppendNoSync and wait for a Sync.
+func (l *Log) SyncedIndex() uint64 { return l.synced.Load() }
+
+// SyncTo returns once every entry the log holds up to index i is durable,
+// syncing the active store if one of them is not yet. It returns at once
+// when SyncedIndex is already i or more.
+func (l *Log) SyncTo(i uint64) error {
+	if l.synced.Load() >= i {
+		return nil
+	}
+	return l.Sync()
+}
+
+// Sync makes every entry appended so far durable. Concurrent calls share
+// one fsync where they can: a call that finds its entries already covered
+// by another's returns without one. Appends wait while it runs, as they
+// would for their own fsync. A failed fsync fails the log (ErrFailed), as
+// in Append; the entries it was to cover stay visible, since readers may
+// already have seen them, but SyncedIndex never covers them.
+func (l *Log) Sync() error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if err := l.writable(); err != nil {
+		return err
+	}
+	a := l.segments[len(l.segments)-1]
+	last := a.next - 1
+	if l.synced.Load() >= last {
+		return nil
+	}
+	start := time.Now()
+	if err := a.store.Sync(); err != nil {
+		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
+		return l.failed
+	}
+	metrics.MeasureSince(fsyncMetric, start)
+	l.synced.Store(last)
+	return nil
+}
+
+// append is Append, with the fsync only if sync is set.
+func (l *Log) append(entries []Entry, sync bool) error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	if err := l.writable(); err != nil {
@@ -93,7 +152,7 @@ func (l *Log) Append(entries []Entry) error {
 	if _, err := a.idxFile.WriteAt(l.idxBuf, idxPos); err != nil {
 		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.indexPath, idxPos, err))
 	}
-	if l.opts.Sync == SyncAlways {
+	if sync {
 		start := time.Now()
 		if err := a.store.Sync(); err != nil {
 			l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.storePath, err)
@@ -109,6 +168,9 @@ func (l *Log) Append(entries []Entry) error {
 	a.maxTime = runMax
 	a.points = append(a.points, points...)
 	l.mu.Unlock()
+	if sync || l.opts.Sync == SyncNone {
+		l.synced.Store(a.next - 1)
+	}
 	return nil
 }
 
@@ -218,6 +280,7 @@ func (l *Log) roll(a *segment) error {
 		l.failed = fmt.Errorf("%w: sync %s: %w", ErrFailed, a.indexPath, err)
 		return l.failed
 	}
+	l.synced.Store(max(l.synced.Load(), a.next-1))
 	th := a.hdr
 	th.magic = magicTime
 	if err := writeFileAtomic(l.fs, a.timePath, encodeTimeIndex(th, a.points)); err != nil {

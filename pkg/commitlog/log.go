@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -83,6 +84,9 @@ type Log struct {
 	encBuf   []byte // encoding buffer, under appendMu
 	idxBuf   []byte // index entries buffer, under appendMu
 	failed   error  // sticky write failure, under appendMu
+	// synced is SyncedIndex. It changes under appendMu and is read
+	// without it.
+	synced atomic.Uint64
 	// noAllocate is set, under appendMu, once the file system has said
 	// it cannot preallocate (Options.Preallocate).
 	noAllocate bool
@@ -229,11 +233,22 @@ func Open(dir string, opts Options) (*Log, error) {
 			return nil, l.closeAfter(err)
 		}
 		l.segments = []*segment{s}
+		l.synced.Store(opts.InitialIndex - 1)
 		return l, nil
 	}
-	if err := l.openActive(l.segments[len(l.segments)-1]); err != nil {
+	a := l.segments[len(l.segments)-1]
+	if err := l.openActive(a); err != nil {
 		return nil, l.closeAfter(err)
 	}
+	// What recovery found may still be only in the page cache, written
+	// without a sync by a process that then died (AppendNoSync): sync it
+	// before calling it durable.
+	if opts.Sync == SyncAlways && a.count() > 0 {
+		if err := a.store.Sync(); err != nil {
+			return nil, l.closeAfter(fmt.Errorf("commitlog: sync %s: %w", a.storePath, err))
+		}
+	}
+	l.synced.Store(a.next - 1)
 	if n := len(l.segments); n >= 2 {
 		// Check that the last sealed segment ends where the active one
 		// starts (index and offset), so a stray or mismatched store can

@@ -66,6 +66,9 @@ func (l *Log) TruncateFrom(i uint64) error {
 		return l.failed
 	}
 	s.next, s.size, s.alloc, s.nextOff = i, pos, pos, off
+	// The sync above covered what is left of the active store, and sealed
+	// segments were synced when they were sealed.
+	l.synced.Store(i - 1)
 	p := sort.Search(len(s.points), func(p int) bool { return s.points[p].index >= i })
 	s.points = s.points[:p]
 	maxTime, err := s.runningMax()
@@ -264,5 +267,6 @@ func (l *Log) Reset(nextIndex, nextOffset uint64) error {
 		return l.failed
 	}
 	l.segments = []*segment{s}
+	l.synced.Store(nextIndex - 1)
 	return nil
 }

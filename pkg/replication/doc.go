@@ -7,9 +7,13 @@
 //     every replica computes the same offsets. Raft's suffix deletions are
 //     honoured; its prefix deletions (log compaction) are ignored, because
 //     only retention deletes data. The last 64 stored entries are served
-//     from memory while the log still holds them.
+//     from memory while the log still holds them. On the leader, command
+//     entries are synced in the background while raft replicates them
+//     (Raft thesis §10.2.1): the FSM applies only entries durable here,
+//     and the transport (clamp.go) never tells followers a commit index
+//     past the leader's durable log.
 //   - FSM only moves the commit watermark: records below it are committed
-//     and visible on this node. WaitCommitted lets readers wait for it
+//     and visible on this node, and durable in its log. WaitCommitted lets readers wait for it
 //     without polling. Apply returns the entry's record offsets.
 //   - SnapshotStore takes snapshots in O(1) (raft's metadata only) and,
 //     when raft sends one to a follower, streams the entries the log still

@@ -84,9 +84,23 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		next = off + uint64(n)
 		last = l.Index
 	}
-	if last != 0 {
-		f.advance(last, next)
+	if last == 0 {
+		return out
 	}
+	// The leader's own copy of an entry may still be on its way to disk
+	// (LogStore.StoreLogs syncs in the background): raft may call it
+	// committed on the followers' copies alone. Nothing is acknowledged
+	// or readable here before this node's copy is durable too.
+	if err := f.log.SyncTo(last); err != nil {
+		f.logger.Error("cannot make applied entries durable; they stay uncommitted here", "index", last, "error", err)
+		for i := range out {
+			if r, ok := out[i].(ApplyResult); ok && r.Err == nil {
+				out[i] = ApplyResult{Index: r.Index, Err: fmt.Errorf("replication: apply %d: %w", r.Index, err)}
+			}
+		}
+		return out
+	}
+	f.advance(last, next)
 	return out
 }
 

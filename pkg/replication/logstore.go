@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -21,8 +22,24 @@ import (
 // that raft's reads of what it has just written (the leader's replicators
 // building AppendEntries, a follower applying what it stored) do not go back
 // to the file: on the write path of one record that is five preads less.
+//
+// On the leader it does not wait for its own fsync: StoreLogs of command
+// entries appends without syncing and starts the sync in the background, so
+// that raft sends the entries to the followers while the leader's disk
+// writes them (Raft thesis §10.2.1). What makes that safe lives in three
+// places (DESIGN.md, "The leader's fsync runs in parallel"): the FSM does
+// not apply an entry before it is durable here, the transport never tells
+// followers a commit index beyond it, and a node that is not the leader
+// syncs before it stores or reports an entry as its own (StoreLogs and
+// GetLog below).
 type LogStore struct {
 	log *commitlog.Log
+
+	// raft is the node's raft, once it runs; until then the store acts
+	// as on a follower.
+	raft atomic.Pointer[raft.Raft]
+	// syncing is set while a background sync goroutine runs.
+	syncing atomic.Bool
 
 	mu sync.Mutex
 	// recent[i%recentEntries] is the entry with index i, if it is one of
@@ -42,6 +59,16 @@ var _ raft.LogStore = (*LogStore)(nil)
 // NewLogStore returns a LogStore over l. It does not take ownership: the
 // caller closes l after raft has shut down.
 func NewLogStore(l *commitlog.Log) *LogStore { return &LogStore{log: l} }
+
+// SetRaft tells the store which raft it serves, so that it can tell when it
+// is the leader's.
+func (s *LogStore) SetRaft(r *raft.Raft) { s.raft.Store(r) }
+
+// leading reports whether the store serves the current leader.
+func (s *LogStore) leading() bool {
+	r := s.raft.Load()
+	return r != nil && r.State() == raft.Leader
+}
 
 // Log is the commit log underneath.
 func (s *LogStore) Log() *commitlog.Log { return s.log }
@@ -66,7 +93,18 @@ func (s *LogStore) LastIndex() (uint64, error) {
 
 // GetLog implements raft.LogStore. An index the log does not hold is
 // raft.ErrLogNotFound itself, as raft compares with ==.
+//
+// A node that is not the leader reads entries to compare them with the
+// leader's (AppendEntries skips those it holds already) and then reports
+// them as stored. If it wrote them as a leader and their sync has not run
+// yet, GetLog syncs them first, so that a follower never acknowledges an
+// entry it could lose.
 func (s *LogStore) GetLog(index uint64, out *raft.Log) error {
+	if index > s.log.SyncedIndex() && !s.leading() {
+		if err := s.log.SyncTo(index); err != nil {
+			return fmt.Errorf("replication: sync log up to %d: %w", index, err)
+		}
+	}
 	if l := s.cached(index); l != nil {
 		*out = *l
 		return nil
@@ -109,15 +147,26 @@ func (s *LogStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{
 // durable (with sync = "always") batch; they must continue the log without a
 // gap. (The snapshot restore rebuilds the log up to the snapshot, so raft
 // never needs a gap here.)
+//
+// On the leader, a batch of command entries is the exception: it is
+// appended without the fsync, which a background goroutine runs while raft
+// replicates the batch. Raft then counts the leader toward the commit before
+// its copy is durable; the FSM and the transport hold back what that
+// premature commit would expose (see LogStore). Other entries (no-ops,
+// configurations, barriers) are synced here as before, so that raft's own
+// view of its committed configuration never runs ahead of the disk.
 func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
 	entries := make([]commitlog.Entry, len(logs))
+	commands := true
 	for i, l := range logs {
 		var n uint32
 		if l.Type == raft.LogCommand {
 			n = record.Count(l.Data)
+		} else {
+			commands = false
 		}
 		entries[i] = commitlog.Entry{
 			Index:      l.Index,
@@ -129,7 +178,14 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 			Data:       l.Data,
 		}
 	}
-	if err := s.log.Append(entries); err != nil {
+	deferSync := commands && s.leading()
+	var err error
+	if deferSync {
+		err = s.log.AppendNoSync(entries)
+	} else {
+		err = s.log.Append(entries)
+	}
+	if err != nil {
 		return fmt.Errorf("replication: store logs [%d, %d]: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 	}
 	// Raft does not change an entry after storing it, nor reuse its
@@ -139,7 +195,24 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 		s.recent[l.Index%recentEntries] = l
 	}
 	s.mu.Unlock()
+	if deferSync && s.syncing.CompareAndSwap(false, true) {
+		go s.syncBehind()
+	}
 	return nil
+}
+
+// syncBehind syncs the log until it has caught up with the appends, then
+// ends; StoreLogs starts it again when it appends without a sync. A failed
+// sync ends it too: the log is then failed, the next StoreLogs returns the
+// error, and the FSM, which waits for durable entries, reports it.
+func (s *LogStore) syncBehind() {
+	for {
+		err := s.log.Sync()
+		s.syncing.Store(false)
+		if err != nil || s.log.SyncedIndex() >= s.log.LastIndex() || !s.syncing.CompareAndSwap(false, true) {
+			return
+		}
+	}
 }
 
 // DeleteRange implements raft.LogStore. Raft deletes a suffix when a

@@ -169,9 +169,11 @@ func NewNode(cfg NodeConfig) (n *Node, err error) {
 			logger.Info("bootstrapped a new cluster", "servers", len(servers))
 		}
 	}
-	if n.Raft, err = raft.NewRaft(rc, n.FSM, n.Store, stable, n.Snapshots, n.trans); err != nil {
+	trans := &clampTransport{NetworkTransport: n.trans, synced: n.Log.SyncedIndex}
+	if n.Raft, err = raft.NewRaft(rc, n.FSM, n.Store, stable, n.Snapshots, trans); err != nil {
 		return nil, fmt.Errorf("replication: start raft: %w", err)
 	}
+	n.Store.SetRaft(n.Raft)
 	return n, nil
 }
 

@@ -49,7 +49,10 @@ type rtNoLockFS struct{ vfs.FS }
 func rtStart(t *testing.T, id, dir, addr string, opts commitlog.Options) *rtNode {
 	t.Helper()
 	logger := hclog.New(&hclog.LoggerOptions{Name: id, Output: rtLogWriter{t}, Level: hclog.Info})
-	opts.FS = rtNoLockFS{vfs.OS{}}
+	if opts.FS == nil {
+		opts.FS = vfs.OS{}
+	}
+	opts.FS = rtNoLockFS{opts.FS}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
