@@ -195,7 +195,8 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 		s.recent[l.Index%recentEntries] = l
 	}
 	s.mu.Unlock()
-	if deferSync && s.syncing.CompareAndSwap(false, true) {
+	// With sync = "none" an append is as durable as it gets at once.
+	if deferSync && s.log.SyncedIndex() < logs[len(logs)-1].Index && s.syncing.CompareAndSwap(false, true) {
 		go s.syncBehind()
 	}
 	return nil
