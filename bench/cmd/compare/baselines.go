@@ -27,6 +27,7 @@ type loadFlags struct {
 	workloads         string
 	size, batch, infl int
 	duration, warmup  time.Duration
+	unaryDuration     time.Duration
 	streamWarmup      time.Duration
 	dir               string
 	parsed            []workload
@@ -37,7 +38,8 @@ func (l *loadFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&l.size, "size", 256, "record bytes")
 	fs.IntVar(&l.batch, "batch", 64, "records per request of a stream-N workload")
 	fs.IntVar(&l.infl, "inflight", 4, "requests in flight per producer of a stream-N workload")
-	fs.DurationVar(&l.duration, "duration", time.Second, "measured period")
+	fs.DurationVar(&l.duration, "duration", time.Second, "measured period of a stream-N workload")
+	fs.DurationVar(&l.unaryDuration, "unary-duration", 3*time.Second, "measured period of a unary-N workload")
 	fs.DurationVar(&l.warmup, "warmup", 500*time.Millisecond, "warm-up of a unary-N workload")
 	fs.DurationVar(&l.streamWarmup, "stream-warmup", 2*time.Second, "warm-up of a stream-N workload")
 	fs.StringVar(&l.dir, "dir", "", "data directory")
@@ -58,11 +60,11 @@ func (l *loadFlags) parse() error {
 }
 
 func (l *loadFlags) config(w workload) loadgen.Config {
-	warmup := l.warmup
+	warmup, duration := l.warmup, l.unaryDuration
 	if w.Stream {
-		warmup = l.streamWarmup
+		warmup, duration = l.streamWarmup, l.duration
 	}
-	return loadgen.Config{RecordsPerOp: w.Batch, RecordBytes: w.Size, Inflight: w.Inflight, Warmup: warmup, Duration: l.duration}
+	return loadgen.Config{RecordsPerOp: w.Batch, RecordBytes: w.Size, Inflight: w.Inflight, Warmup: warmup, Duration: duration}
 }
 
 // printResults writes results by workload name as JSON.

@@ -21,6 +21,7 @@ type options struct {
 	mode           string
 	rounds         int
 	duration       time.Duration
+	unaryDuration  time.Duration // of the unary produce workloads
 	warmup         time.Duration
 	streamWarmup   time.Duration
 	sizes          []int
@@ -63,6 +64,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.mode, "mode", "short", "short (256 B records, a smaller log: about 9 minutes on a 2-core VM) or full (64 B, 256 B and 4 KiB records, longer runs)")
 	rounds := fs.Int("rounds", 0, "rounds (default: 3 short, 5 full)")
 	duration := fs.Duration("duration", 0, "measured period of each workload (default: 1s short, 5s full)")
+	unaryDuration := fs.Duration("unary-duration", 0, "measured period of each unary workload (default: -duration or 3s, whichever is longer): one producer makes one or two thousand requests a second, and the p99 of one second would rest on its ten slowest")
 	warmup := fs.Duration("warmup", 0, "warm-up of each unary workload (default: 500ms short, 1s full)")
 	fs.DurationVar(&o.streamWarmup, "stream-warmup", 2*time.Second, "warm-up of each streaming/batched workload, long enough for the servers to reach their steady state (a fresh Loghouse node takes about 2s to grow its heap)")
 	consume := fs.Int("consume-records", 0, "records in the log the consumers read (default: 300,000 short, 2,000,000 full)")
@@ -102,6 +104,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	o.rounds = pick(*rounds, 3, 5)
 	o.duration = pickD(*duration, time.Second, 5*time.Second)
+	o.unaryDuration = *unaryDuration
+	if o.unaryDuration == 0 {
+		o.unaryDuration = max(o.duration, 3*time.Second)
+	}
 	o.warmup = pickD(*warmup, 500*time.Millisecond, time.Second)
 	o.consumeRecords = pick(*consume, 300_000, 2_000_000)
 	o.sizes = []int{256}
@@ -128,8 +134,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		o.producers = append(o.producers, n)
 	}
-	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.warmup < 0 || o.streamWarmup < 0 {
-		return o, errors.New("rounds, batch, inflight and duration must be positive, and the warm-ups must not be negative")
+	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.unaryDuration <= 0 || o.warmup < 0 || o.streamWarmup < 0 {
+		return o, errors.New("rounds, batch, inflight and the durations must be positive, and the warm-ups must not be negative")
 	}
 	return o, nil
 }

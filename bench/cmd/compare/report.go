@@ -129,8 +129,8 @@ func (r report) markdown() string {
 	fmt.Fprintf(&b, "- Machine: %s\n", machine())
 	fmt.Fprintf(&b, "- Command (in `bench/`): `go run ./cmd/compare%s`\n", argString(o.args))
 	fmt.Fprintf(&b, "- %d rounds; in each, every system started fresh, ran its workloads and stopped, in alternating order. "+
-		"Each produce workload: a warm-up (%s unary, %s streaming/batched), then %s measured, closed loop. Cells: median over rounds (min–max).\n",
-		o.rounds, o.warmup, o.streamWarmup, o.duration)
+		"Each produce workload: a warm-up (%s unary, %s streaming/batched), then %s measured (%s unary), closed loop. Cells: median over rounds (min–max).\n",
+		o.rounds, o.warmup, o.streamWarmup, o.duration, o.unaryDuration)
 	if o.mode == "short" {
 		fmt.Fprintf(&b, "- Short mode: 256-byte records only, and the consume log is %s records (%d MB), smaller than the full mode's.\n", thousands(float64(o.consumeRecords)), o.consumeRecords*256/1_000_000)
 	}
@@ -358,6 +358,8 @@ const notes = `
   Loghouse cluster ran 64 streaming producers at about 200k records/s for 2 s, then at 400k, while
   each node's heap grew from a few MB to about 140 MB; with a 500 ms warm-up the measured second
   fell in that ramp.
+- Unary workloads are measured longer (` + "`-unary-duration`" + `, 3 s in short mode): one producer makes one or
+  two thousand requests a second, and a p99 over one second would rest on its ten slowest.
 - A request counts when it completes within the measured period, whenever it was sent; a 0 means
   that none did (a system whose first acknowledgements took longer than warm-up plus period).
 - Latency percentiles come from log-linear histograms (within 0.8%), merged over producers; a

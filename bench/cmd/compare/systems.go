@@ -112,16 +112,17 @@ func decodeResults(out []byte) (map[string]loadgen.Result, error) {
 
 // loadArgs are the measurement flags of the child commands.
 func (e *env) loadArgs() []string {
-	return []string{"-duration", e.opts.duration.String(), "-warmup", e.opts.warmup.String(), "-stream-warmup", e.opts.streamWarmup.String()}
+	return []string{"-duration", e.opts.duration.String(), "-unary-duration", e.opts.unaryDuration.String(),
+		"-warmup", e.opts.warmup.String(), "-stream-warmup", e.opts.streamWarmup.String()}
 }
 
 // benchLoadArgs are the measurement flags of `loghoused bench` for w.
 func (e *env) benchLoadArgs(w workload) []string {
-	warmup := e.opts.warmup
+	warmup, duration := e.opts.warmup, e.opts.unaryDuration
 	if w.Stream {
-		warmup = e.opts.streamWarmup
+		warmup, duration = e.opts.streamWarmup, e.opts.duration
 	}
-	return []string{"-duration", e.opts.duration.String(), "-warmup", warmup.String()}
+	return []string{"-duration", duration.String(), "-warmup", warmup.String()}
 }
 
 // --- Loghouse -------------------------------------------------------------
