@@ -1,6 +1,10 @@
 package replication
 
-import "github.com/hashicorp/raft"
+import (
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
 
 // clampTransport is raft's transport with one change: the commit index a
 // leader sends its followers is never beyond the last entry durable in its
@@ -18,12 +22,16 @@ import "github.com/hashicorp/raft"
 type clampTransport struct {
 	*raft.NetworkTransport
 	synced func() uint64
+	// heldBack is the last commit index raft wanted to send and the
+	// clamp lowered (tests wait for it).
+	heldBack atomic.Uint64
 }
 
 func (t *clampTransport) clamp(args *raft.AppendEntriesRequest) {
 	// Raft builds a new request for every send and reads only its entries
 	// back (to advance the follower's match index), so it may be changed.
 	if s := t.synced(); args.LeaderCommitIndex > s {
+		t.heldBack.Store(args.LeaderCommitIndex)
 		args.LeaderCommitIndex = s
 	}
 }

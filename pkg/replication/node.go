@@ -83,6 +83,7 @@ type Node struct {
 	logger    hclog.Logger
 	stream    *StreamLayer
 	trans     *raft.NetworkTransport
+	clamp     *clampTransport // trans, as raft sees it
 
 	closeOnce sync.Once
 	closeErr  error
@@ -169,8 +170,8 @@ func NewNode(cfg NodeConfig) (n *Node, err error) {
 			logger.Info("bootstrapped a new cluster", "servers", len(servers))
 		}
 	}
-	trans := &clampTransport{NetworkTransport: n.trans, synced: n.Log.SyncedIndex}
-	if n.Raft, err = raft.NewRaft(rc, n.FSM, n.Store, stable, n.Snapshots, trans); err != nil {
+	n.clamp = &clampTransport{NetworkTransport: n.trans, synced: n.Log.SyncedIndex}
+	if n.Raft, err = raft.NewRaft(rc, n.FSM, n.Store, stable, n.Snapshots, n.clamp); err != nil {
 		return nil, fmt.Errorf("replication: start raft: %w", err)
 	}
 	n.Store.SetRaft(n.Raft)

@@ -166,19 +166,30 @@ func TestRaftLeaderSyncsInParallel(t *testing.T) {
 	if gate.waiting.Load() == 0 {
 		t.Fatal("no fsync of the leader's is waiting at the gate")
 	}
-	// Give raft time to tell the followers its commit index: it sends
-	// AppendEntries at least every CommitTimeout (5 ms here).
-	time.Sleep(300 * time.Millisecond)
+	unapplied := func() {
+		for _, n := range nodes {
+			if c, _ := n.fsm.Committed(); c != committedBefore[n.id] {
+				t.Fatalf("%s made the batch readable (committed %d, was %d) before the leader's copy was durable", n.id, c, committedBefore[n.id])
+			}
+		}
+	}
+	rtWait(t, "raft to send the followers the batch's commit index (and the transport to lower it)", func() bool {
+		unapplied()
+		return leader.node.clamp.heldBack.Load() >= index
+	})
+	rtWait(t, "raft to hand the batch to the leader's FSM", func() bool {
+		return leader.raft.AppliedIndex() >= index
+	})
+	// What must not happen now (a follower applying the commit index it
+	// was sent, the FSM answering the batch it was handed) would follow
+	// within a millisecond; the window allows for a loaded machine.
+	time.Sleep(100 * time.Millisecond)
 	select {
 	case err := <-answered:
 		t.Fatalf("the producer was answered (%v) before the leader's copy was durable", err)
 	default:
 	}
-	for _, n := range nodes {
-		if c, _ := n.fsm.Committed(); c != committedBefore[n.id] {
-			t.Fatalf("%s made the batch readable (committed %d, was %d) before the leader's copy was durable", n.id, c, committedBefore[n.id])
-		}
-	}
+	unapplied()
 	for _, n := range followers {
 		if c := n.raft.CommitIndex(); c >= index {
 			t.Fatalf("%s was told commit index %d, past the leader's durable log", n.id, c)
