@@ -144,6 +144,9 @@ func (l *Log) append(entries []Entry, sync bool) error {
 	}
 
 	l.allocate(a, pos+batchBytes)
+	if l.zero != nil {
+		l.zero.claim(a, pos+batchBytes, a.alloc)
+	}
 	if _, err := a.store.WriteAt(buf, pos); err != nil {
 		return l.undoAppend(a, fmt.Errorf("commitlog: write %s at %d: %w", a.storePath, pos, err))
 	}
@@ -227,6 +230,7 @@ func (l *Log) undoAppend(a *segment, err error) error {
 }
 
 func (l *Log) truncateStore(a *segment) error {
+	l.haltZeroing()
 	if terr := a.store.Truncate(a.size); terr != nil {
 		if l.failed == nil {
 			l.failed = fmt.Errorf("%w: cut %s back to %d after a failed write: %w", ErrFailed, a.storePath, a.size, terr)
@@ -243,10 +247,19 @@ func (l *Log) truncateStore(a *segment) error {
 // a whole chunk, the write goes ahead and extends the file itself (and
 // fails on its own if the disk is full).
 func (l *Log) allocate(a *segment, end int64) {
-	if l.opts.Preallocate < 0 || l.noAllocate || end <= a.alloc {
+	// A zeroer needs room ahead of the writes: reserve the next chunk
+	// once less than half a chunk is left.
+	var ahead int64
+	if l.zero != nil {
+		ahead = l.opts.Preallocate / 2
+	}
+	if l.opts.Preallocate < 0 || l.noAllocate || end+ahead <= a.alloc {
 		return
 	}
 	want := max(end, min(a.alloc+l.opts.Preallocate, l.opts.MaxSegmentBytes))
+	if want <= a.alloc {
+		return // the segment is reserved to its limit
+	}
 	err := a.store.Allocate(a.alloc, want-a.alloc)
 	switch {
 	case err == nil:
@@ -265,6 +278,7 @@ func (l *Log) allocate(a *segment, end int64) {
 // segment is made durable (store, index, time index) before the new one
 // exists, so every sealed segment on disk is whole.
 func (l *Log) roll(a *segment) error {
+	l.haltZeroing()
 	// A sealed store is exactly its entries (Open and openSealed check
 	// its size): the preallocated tail goes first, and the sync below
 	// makes the new size durable with the data.

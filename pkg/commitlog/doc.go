@@ -77,8 +77,11 @@
 //
 // The active segment's store file may be longer than its entries: past
 // the last entry it holds zeros, space reserved ahead of the writes with
-// fallocate (Options.Preallocate). A sealed store is exactly its entries: it
-// is cut to them before it is sealed.
+// fallocate (Options.Preallocate). With SyncAlways a background goroutine
+// also writes zeros over that space ahead of the appender and syncs them,
+// so that an append's fdatasync has no extent conversion to commit through
+// the file system's journal (DESIGN.md, "Zeroing ahead"). A sealed store is
+// exactly its entries: it is cut to them before it is sealed.
 //
 // # Index file
 //

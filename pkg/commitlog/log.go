@@ -90,6 +90,9 @@ type Log struct {
 	// noAllocate is set, under appendMu, once the file system has said
 	// it cannot preallocate (Options.Preallocate).
 	noAllocate bool
+	// zero writes zeros over the preallocated space ahead of the appends
+	// (zero.go); nil when the log does not zero ahead.
+	zero *zeroer
 
 	// mu guards the segment list and the active segment's published
 	// bounds. Writers hold it only to publish; readers hold it (shared)
@@ -234,6 +237,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 		l.segments = []*segment{s}
 		l.synced.Store(opts.InitialIndex - 1)
+		l.startZeroing()
 		return l, nil
 	}
 	a := l.segments[len(l.segments)-1]
@@ -259,6 +263,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 		l.release(prev)
 	}
+	l.startZeroing()
 	return l, nil
 }
 
@@ -394,6 +399,9 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.zero != nil {
+		l.zero.close()
+	}
 	var errs []error
 	for _, s := range l.segments {
 		s.openMu.Lock()

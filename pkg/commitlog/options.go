@@ -90,7 +90,10 @@ type Options struct {
 	// tells the zeroed tail from a torn write, and a store is cut to its
 	// entries when it is sealed. Default: 8 MiB; negative: never (each
 	// write extends the file). File systems that cannot preallocate are
-	// detected and written the plain way.
+	// detected and written the plain way. With SyncAlways, a Preallocate
+	// of 64 KiB or more and a file system that implements vfs.ZeroFiller
+	// (vfs.OS does), the reserved space is also zeroed and synced in the
+	// background ahead of the writes (DESIGN.md, "Zeroing ahead").
 	Preallocate int64
 	// InitialIndex is the index of the first entry of a new, empty log.
 	// Default: 1.

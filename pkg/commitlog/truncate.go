@@ -24,6 +24,7 @@ func (l *Log) TruncateFrom(i uint64) error {
 	if i >= a.next {
 		return nil
 	}
+	l.haltZeroing()
 	if first := l.segments[0].hdr.baseIndex; i < first {
 		i = first
 	}
@@ -253,6 +254,7 @@ func (l *Log) Reset(nextIndex, nextOffset uint64) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.haltZeroing()
 	for j := len(l.segments) - 1; j >= 0; j-- {
 		if err := l.removeSegment(l.segments[j]); err != nil {
 			l.segments = l.segments[:j+1]

@@ -221,7 +221,9 @@ type Storage struct {
 	MaxEntryBytes int64
 	// Preallocate is how far ahead of its writes the active segment's
 	// store is extended with reserved, zeroed space, which makes each
-	// fsync cheaper (commitlog.Options.Preallocate). Zero: never.
+	// fsync cheaper (commitlog.Options.Preallocate; with sync = "always"
+	// the space is also zeroed on disk in the background, ahead of the
+	// writes). Zero: never.
 	// Default: 8 MiB.
 	Preallocate int64
 	// RetentionBytes deletes the oldest segments beyond this total. Zero:

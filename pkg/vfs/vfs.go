@@ -74,6 +74,54 @@ type Locker interface {
 	Lock(path string) (io.Closer, error)
 }
 
+// ZeroFiller is implemented by file systems that can write zeros over part
+// of an existing file through a handle of their own and make them durable.
+// The storage code uses it to turn space it reserved with Allocate into
+// written blocks ahead of its appends (see pkg/commitlog, "Zeroing ahead").
+// A handle of its own keeps the two writers' fsync errors apart: Linux
+// reports a failed writeback once to each open file description, so a
+// zero filler syncing the appender's handle could swallow the error the
+// appender's own fsync must see. Test file systems that wrap an FS do not
+// pass it on unless they mean to.
+type ZeroFiller interface {
+	// ZeroFill writes zeros over bytes [off, off+length) of the file
+	// name, never past its current size, and fdatasyncs them. It never
+	// creates a file.
+	ZeroFill(name string, off, length int64) error
+}
+
+// zeros is what ZeroFill writes from; nothing ever writes into it.
+var zeros = make([]byte, 1<<20)
+
+// ZeroFill implements ZeroFiller.
+func (OS) ZeroFill(name string, off, length int64) (err error) {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := min(off+length, fi.Size())
+	for p := off; p < end; {
+		n, err := f.WriteAt(zeros[:min(int64(len(zeros)), end-p)], p)
+		if err != nil {
+			return err
+		}
+		p += int64(n)
+	}
+	if end <= off {
+		return nil
+	}
+	return osFile{f}.Sync()
+}
+
 // ErrLocked means another process holds the lock.
 var ErrLocked = errors.New("vfs: locked by another process")
 
