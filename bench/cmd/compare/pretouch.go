@@ -20,9 +20,11 @@ import (
 // used before: on the 2-core VM this was measured with perf as
 // copy_folio_from_iter_atomic taking 21% of a sync = none node's CPU on
 // fresh memory and 2.4% on reused memory (578k against 871k records/s).
-// Without this, whichever system writes first into untouched memory pays,
-// and a long-running server never does. Each system's data is deleted after
-// its run for the same reason.
+// Without this, whichever system writes first into untouched memory pays.
+// It is no more than that: the 2-core VM also hands freed memory back to
+// the hypervisor within seconds (free page reporting), so the pages this
+// frees, and each system's data deleted after its run, are cold again
+// before long, and a system that runs later pays as the first would have.
 //
 // Writing that much starts the kernel's background writeback; deleting the
 // file drops what is still dirty, and a sync then waits out the writes

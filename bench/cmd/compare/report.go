@@ -365,8 +365,11 @@ const notes = `
 - Latency percentiles come from log-linear histograms (within 0.8%), merged over producers; a
   closed loop has no queue at the client, so these are service latencies.
 - Page cache: before the first round, compare writes and deletes a scratch file (` + "`-pretouch-mib`" + `,
-  4 GiB by default), and it deletes each system's data after its run, so that every system writes
-  into memory the machine has used before, as a long-running server does. On a virtual machine
-  the first write to a never-touched page costs the hypervisor a page fault; on the 2-core VM a
-  sync = none node spent 21% of its CPU copying into fresh pages and 2.4% into reused ones.
+  4 GiB by default), and it deletes each system's data after its run. On a virtual machine the
+  first write to a page the hypervisor does not back costs a fault in the hypervisor; on the
+  2-core VM a sync = none node spent 21% of its CPU copying into fresh pages and 2.4% into reused
+  ones. That VM also hands freed memory back within seconds (free page reporting: writing 1 GiB
+  took 0.21 s half a second after freeing it, 1.1 s five seconds after), so the scratch file helps
+  only what runs right after it, and a writer's ratio to the gRPC baseline, which writes nothing,
+  moves with how recently its memory was freed (` + "`bench/profiles`" + `, 2026-11-27).
 `
