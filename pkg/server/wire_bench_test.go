@@ -14,16 +14,13 @@ import (
 // (the compare workloads' requests), without and with a key and two
 // headers per record.
 func BenchmarkParseProduceRequest(b *testing.B) {
-	value := make([]byte, benchRecordBytes)
 	for _, headers := range []bool{false, true} {
-		req := &loghousev1.ProduceRequest{Sequence: 1}
-		for range 64 {
-			r := &loghousev1.Record{Value: value}
-			if headers {
+		req := &loghousev1.ProduceRequest{Sequence: 1, Records: values("bench", 64, benchRecordBytes)}
+		if headers {
+			for _, r := range req.Records {
 				r.Key = []byte("key-0123")
 				r.Headers = []*loghousev1.Header{{Key: "trace", Value: []byte("0af7651916cd43dd")}, {Key: "type", Value: []byte("order")}}
 			}
-			req.Records = append(req.Records, r)
 		}
 		wire, err := proto.Marshal(req)
 		if err != nil {
