@@ -33,7 +33,7 @@ type options struct {
 	timeout        time.Duration
 	attempt        time.Duration
 	report         string
-	pretouch       int64 // MiB of page cache to cycle before the first round
+	pageCache      string // full or free: the page cache state the systems write in (pagecache.go)
 	loghoused      string
 	args           []string
 }
@@ -75,7 +75,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on starting or stopping a server and on a consume pass")
 	fs.DurationVar(&o.attempt, "attempt-timeout", 5*time.Second, "bound on one attempt of a set-up call that is retried (creating the JetStream stream)")
 	fs.StringVar(&o.loghoused, "loghoused", "", "a loghoused binary to use (default: build ./loghoused of the loghouse module)")
-	fs.Int64Var(&o.pretouch, "pretouch-mib", 4096, "MiB of page cache to write and delete before the first round, so that no system pays for memory the hypervisor backs on first touch (0: none; capped at half the available memory)")
+	fs.StringVar(&o.pageCache, "page-cache", "full", "full: before each system runs, fill the page cache with a scratch file, so that every system writes into memory reclaimed from the page cache, as a long-running server does; free: leave the memory free, as on a machine that has just booted")
 	fs.StringVar(&o.report, "report", "", "Markdown report to write (default: REPORT.md in short mode, REPORT-full.md in full mode; \"-\" for none)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -137,6 +137,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.rounds < 1 || o.batch < 1 || o.inflight < 1 || o.duration <= 0 || o.unaryDuration <= 0 || o.warmup < 0 || o.streamWarmup < 0 {
 		return o, errors.New("rounds, batch, inflight and the durations must be positive, and the warm-ups must not be negative")
 	}
+	if err := checkPageCacheMode(o.pageCache); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -171,9 +174,11 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	keepWork := false
 	defer func() { err = errors.Join(err, e.tearDown(keepWork)) }()
-	if err := pretouch(filepath.Join(e.work, "pretouch"), o.pretouch<<20, stderr); err != nil {
+	pc, err := fillPageCache(o.pageCache, filepath.Join(e.work, "page-cache"), stderr)
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, pc.close()) }()
 	known := systemsByName()
 	ws := o.workloads()
 	all := map[string]map[string][]loadgen.Result{}
@@ -193,6 +198,9 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 				if sys.applies(w) {
 					mine = append(mine, w)
 				}
+			}
+			if err := pc.topUp(); err != nil {
+				return err
 			}
 			t0 := time.Now()
 			res, err := sys.run(ctx, e, mine)
@@ -218,8 +226,8 @@ func compare(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 			}
 			fmt.Fprintf(stderr, "round %d/%d %s done in %s\n", round+1, o.rounds, name, time.Since(t0).Round(100*time.Millisecond))
 			if !keepWork {
-				// Free the system's page cache for the next one (see
-				// pretouch); a failed run's data is kept to look at.
+				// A failed run's data is kept to look at; the next
+				// topUp takes up the memory this frees.
 				if err := os.RemoveAll(filepath.Join(e.work, "data")); err != nil {
 					return err
 				}

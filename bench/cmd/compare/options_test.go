@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,4 +69,18 @@ func flagSetFor(t *testing.T, lf *loadFlags) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	lf.register(fs)
 	return fs
+}
+
+func TestPageCacheMode(t *testing.T) {
+	for _, mode := range []string{"full", "free"} {
+		if o, err := parseOptions([]string{"-page-cache", mode}, io.Discard); err != nil || o.pageCache != mode {
+			t.Fatalf("-page-cache %s: %v, got %q", mode, err, o.pageCache)
+		}
+	}
+	if o, err := parseOptions(nil, io.Discard); err != nil || o.pageCache != "full" {
+		t.Fatalf("default -page-cache: %v, got %q", err, o.pageCache)
+	}
+	if _, err := parseOptions([]string{"-page-cache", "cold"}, io.Discard); err == nil || !strings.Contains(err.Error(), `-page-cache "cold": want full or free`) {
+		t.Fatalf("-page-cache cold: %v", err)
+	}
 }

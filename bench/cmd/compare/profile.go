@@ -30,7 +30,7 @@ type profileOptions struct {
 	warmup    time.Duration
 	seconds   int
 	trace     time.Duration
-	pretouch  int64
+	pageCache string
 	loghoused string
 	timeout   time.Duration
 }
@@ -50,7 +50,7 @@ func parseProfileOptions(args []string, stderr io.Writer) (profileOptions, error
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before the profiles start")
 	fs.IntVar(&o.seconds, "seconds", 5, "length of each profile, in seconds")
 	fs.DurationVar(&o.trace, "trace", 2*time.Second, "length of the leader's execution trace, taken with the profiles (0: none)")
-	fs.Int64Var(&o.pretouch, "pretouch-mib", 4096, "MiB of page cache to write and delete first, as compare does (0: none; capped at half the available memory)")
+	fs.StringVar(&o.pageCache, "page-cache", "full", "full: fill the page cache with a scratch file first, as compare does, so that the nodes write into memory reclaimed from the page cache; free: leave the memory free")
 	fs.StringVar(&o.loghoused, "loghoused", "", "a loghoused binary to use (default: build ./loghoused of the loghouse module)")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "bound on starting or stopping a server")
 	if err := fs.Parse(args); err != nil {
@@ -69,8 +69,8 @@ func parseProfileOptions(args []string, stderr io.Writer) (profileOptions, error
 	if o.producers < 1 || o.size < 1 || o.batch < 1 || o.inflight < 1 || o.seconds < 1 {
 		problems = append(problems, "-producers, -size, -batch, -inflight and -seconds must be positive")
 	}
-	if o.pretouch < 0 {
-		problems = append(problems, "-pretouch-mib must not be negative")
+	if err := checkPageCacheMode(o.pageCache); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if o.warmup < 0 {
 		problems = append(problems, fmt.Sprintf("-warmup %s must not be negative", o.warmup))
@@ -124,9 +124,11 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	// The servers' logs are kept when something failed.
 	defer func() { err = errors.Join(err, e.tearDown(err != nil)) }()
-	if err := pretouch(filepath.Join(e.work, "pretouch"), po.pretouch<<20, stderr); err != nil {
+	pc, err := fillPageCache(po.pageCache, filepath.Join(e.work, "page-cache"), stderr)
+	if err != nil {
 		return err
 	}
+	defer func() { err = errors.Join(err, pc.close()) }()
 	c, err := startLoghouse(ctx, e, "profile", po.nodes, po.sync, true)
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ func TestParseProfileOptions(t *testing.T) {
 		{[]string{"-out", "x", "-producers", "0"}, "must be positive"},
 		{[]string{"-out", "x", "-seconds", "2", "-trace", "3s"}, "-trace 3s must be between 0 and -seconds (2s)"},
 		{[]string{"-out", "x", "-warmup", "-1s"}, "-warmup -1s must not be negative"},
-		{[]string{"-out", "x", "-pretouch-mib", "-1"}, "-pretouch-mib must not be negative"},
+		{[]string{"-out", "x", "-page-cache", "cold"}, `-page-cache "cold": want full or free`},
 	}
 	for _, b := range bad {
 		_, err := parseProfileOptions(b.args, io.Discard)

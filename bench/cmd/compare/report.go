@@ -196,7 +196,28 @@ func (r report) markdown() string {
 		}
 	}
 	b.WriteString(notes)
+	b.WriteString(pageCacheNote(o.pageCache))
 	return b.String()
+}
+
+// pageCacheNote says what state of the page cache the systems wrote in
+// (see pagecache.go).
+func pageCacheNote(mode string) string {
+	const why = ` On a virtual machine that hands free memory back to the hypervisor (free page reporting, as
+  the 2-core VM does within seconds), the first write to such a page faults in the hypervisor:
+  there, dd of 2 GiB into the page cache took 3.6–4.9 s into free memory and 0.47–0.62 s with the
+  page cache full, and a ` + "`sync = none`" + ` node at 64 producers wrote 0.97M records/s into free memory
+  and 1.77M with the page cache full, while the gRPC baseline, which writes nothing, did not move
+  (2026-11-27).
+`
+	if mode == "free" {
+		return "- Page cache: **free memory** (`-page-cache free`): the systems wrote into memory that was free,\n" +
+			"  as on a machine that has just booted, not into a full page cache as a long-running server does." + why
+	}
+	return "- Page cache: **full** (`-page-cache full`, the default): before each system runs, compare tops the\n" +
+		"  page cache up with a sparse scratch file it reads, until 512 MiB are free, and keeps it to the end,\n" +
+		"  so that every system writes into memory the kernel reclaims from the page cache, as on a server\n" +
+		"  that has been running for a while (`-page-cache free` measures the other state)." + why
 }
 
 func firstLine(s string) string {
@@ -364,12 +385,4 @@ const notes = `
   that none did (a system whose first acknowledgements took longer than warm-up plus period).
 - Latency percentiles come from log-linear histograms (within 0.8%), merged over producers; a
   closed loop has no queue at the client, so these are service latencies.
-- Page cache: before the first round, compare writes and deletes a scratch file (` + "`-pretouch-mib`" + `,
-  4 GiB by default), and it deletes each system's data after its run. On a virtual machine the
-  first write to a page the hypervisor does not back costs a fault in the hypervisor; on the
-  2-core VM a sync = none node spent 21% of its CPU copying into fresh pages and 2.4% into reused
-  ones. That VM also hands freed memory back within seconds (free page reporting: writing 1 GiB
-  took 0.21 s half a second after freeing it, 1.1 s five seconds after), so the scratch file helps
-  only what runs right after it, and a writer's ratio to the gRPC baseline, which writes nothing,
-  moves with how recently its memory was freed (` + "`bench/profiles`" + `, 2026-11-27).
 `

@@ -52,7 +52,7 @@ func TestReport(t *testing.T) {
 		return loadgen.Result{RecordsPerSec: rate, Records: 1, Latency: loadgen.Summary{Count: 1, P50Ms: p99 / 2, P99Ms: p99}}
 	}
 	failed := loadgen.Result{Errors: 1, FirstError: "boom", RecordsPerSec: 1e9}
-	o := options{mode: "short", rounds: 3, producers: []int{64}, systems: []string{"lh3", "js3-always", "lh1-none", "grpc"}}
+	o := options{mode: "short", rounds: 3, producers: []int{64}, systems: []string{"lh3", "js3-always", "lh1-none", "grpc"}, pageCache: "full"}
 	r := report{
 		opts:    o,
 		systems: systemsByName(),
@@ -85,6 +85,7 @@ func TestReport(t *testing.T) {
 		"**met** — 1 node, sync none, streaming: within 2×",
 		"| stream-64/256B | 400k (300k–500k) |",
 		"Machine: ",
+		"- Page cache: **full** (`-page-cache full`",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
@@ -95,5 +96,9 @@ func TestReport(t *testing.T) {
 	row50, row99 := strings.Index(md, "| stream-64/256B | 25.0 (20.0–30.0) |"), strings.Index(md, "| stream-64/256B | 50.0 (40.0–60.0) |")
 	if p50At < 0 || !(p50At < row50 && row50 < p99At && p99At < row99) {
 		t.Errorf("latency tables out of place (p50 table %d, its row %d, p99 table %d, its row %d):\n%s", p50At, row50, p99At, row99, md)
+	}
+	r.opts.pageCache = "free"
+	if md := r.markdown(); !strings.Contains(md, "- Page cache: **free memory** (`-page-cache free`)") {
+		t.Errorf("a -page-cache free report does not say so:\n%s", md)
 	}
 }
