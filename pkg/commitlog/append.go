@@ -7,6 +7,8 @@ import (
 	"time"
 
 	metrics "github.com/hashicorp/go-metrics"
+
+	"github.com/loghouse/loghouse/pkg/vfs"
 )
 
 // fsyncMetric times the fsync of each durable append
@@ -174,7 +176,30 @@ func (l *Log) append(entries []Entry, sync bool) error {
 	if sync || l.opts.Sync == SyncNone {
 		l.synced.Store(a.next - 1)
 	}
+	if !sync {
+		l.writeBack(a)
+	}
 	return nil
+}
+
+// writeBack starts the writeback of the active store's bytes written since
+// it last did, once they reach Options.WritebackBytes, under SyncNone (see
+// there). It only saves work later: a failure turns it off for the log.
+func (l *Log) writeBack(a *segment) {
+	if l.opts.Sync != SyncNone || l.opts.WritebackBytes <= 0 || l.noWriteback || a.size-a.writtenBack < l.opts.WritebackBytes {
+		return
+	}
+	w, ok := a.store.(vfs.WritebackStarter)
+	if !ok {
+		l.noWriteback = true
+		return
+	}
+	if err := w.StartWriteback(a.writtenBack, a.size-a.writtenBack); err != nil {
+		l.noWriteback = true
+		l.logger.Info("could not start writeback; sealing a segment will write it all", "file", a.storePath, "error", err)
+		return
+	}
+	a.writtenBack = a.size
 }
 
 // writable says whether the log accepts writes. Caller holds appendMu.

@@ -90,6 +90,9 @@ type Log struct {
 	// noAllocate is set, under appendMu, once the file system has said
 	// it cannot preallocate (Options.Preallocate).
 	noAllocate bool
+	// noWriteback is set, under appendMu, once starting writeback has
+	// failed or the file system cannot (Options.WritebackBytes).
+	noWriteback bool
 	// zero writes zeros over the preallocated space ahead of the appends
 	// (zero.go); nil when the log does not zero ahead.
 	zero *zeroer

@@ -51,6 +51,7 @@ const (
 	DefaultTimeIndexInterval = 4 << 10
 	DefaultMaxOpenSegments   = 64
 	DefaultPreallocate       = 8 << 20
+	DefaultWritebackBytes    = 8 << 20
 )
 
 // Options configure a Log. The zero value of each field means its default.
@@ -95,6 +96,16 @@ type Options struct {
 	// (vfs.OS does), the reserved space is also zeroed and synced in the
 	// background ahead of the writes (DESIGN.md, "Zeroing ahead").
 	Preallocate int64
+	// WritebackBytes, with SyncNone, makes the appender start the kernel's
+	// writeback of the active store each time this many bytes have been
+	// written since it last did (sync_file_range(2), without waiting), so
+	// that the fdatasync that seals a segment finds little left to write
+	// instead of the whole segment: that sync runs inside an append, and
+	// an append under raft holds up every write behind it (DESIGN.md,
+	// "Writeback behind the appender"). Like RocksDB's bytes_per_sync, it
+	// makes nothing durable. Default: 8 MiB; negative: never. Ignored
+	// with SyncAlways, whose appends are synced anyway.
+	WritebackBytes int64
 	// InitialIndex is the index of the first entry of a new, empty log.
 	// Default: 1.
 	InitialIndex uint64
@@ -138,6 +149,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Preallocate == 0 {
 		o.Preallocate = DefaultPreallocate
+	}
+	if o.WritebackBytes == 0 {
+		o.WritebackBytes = DefaultWritebackBytes
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -41,6 +41,10 @@ type segment struct {
 	// bytes past size are zeros). Only the appender (under appendMu)
 	// uses it.
 	alloc int64
+	// writtenBack is, for the active segment, where the appender last
+	// started the store's writeback up to (Options.WritebackBytes). Only
+	// the appender (under appendMu) uses it.
+	writtenBack int64
 	// maxTime is the running maximum entry time after the last entry; same
 	// rule as next.
 	maxTime int64

@@ -67,6 +67,7 @@ func (l *Log) TruncateFrom(i uint64) error {
 		return l.failed
 	}
 	s.next, s.size, s.alloc, s.nextOff = i, pos, pos, off
+	s.writtenBack = min(s.writtenBack, pos) // the bytes past pos are new ones
 	// The sync above covered what is left of the active store, and sealed
 	// segments were synced when they were sealed.
 	l.synced.Store(i - 1)
