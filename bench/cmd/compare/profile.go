@@ -105,6 +105,7 @@ func (o profileOptions) benchArgs(cpuProfile string) []string {
 //	NODE-ROLE.metrics.txt   each node's /metrics after the load
 //	leader.trace            the leader's execution trace (with -trace)
 //	leader.sched.pb.gz      its scheduler-latency profile (go tool trace -pprof=sched)
+//	leader.syscall.pb.gz    where its goroutines blocked in system calls (-pprof=syscall)
 //	client.cpu.pb.gz        CPU profile of the load generator, warm-up included
 //	run.json                the command, the time, the machine and the load's result
 //
@@ -204,9 +205,11 @@ func profile(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		}
 	}
 	if po.trace > 0 {
-		sched := filepath.Join(po.out, "leader.sched.pb.gz")
-		if msg, err := schedProfile(ctx, filepath.Join(po.out, "leader.trace"), sched); err != nil {
-			fmt.Fprintf(stderr, "profile: no scheduler-latency profile (%v): %s\n", err, msg)
+		for _, kind := range []string{"sched", "syscall"} {
+			out := filepath.Join(po.out, "leader."+kind+".pb.gz")
+			if msg, err := traceProfile(ctx, filepath.Join(po.out, "leader.trace"), kind, out); err != nil {
+				fmt.Fprintf(stderr, "profile: no %s profile from the trace (%v): %s\n", kind, err, msg)
+			}
 		}
 	}
 	var res json.RawMessage
@@ -305,10 +308,11 @@ func get(ctx context.Context, url string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// schedProfile turns an execution trace into a scheduler-latency profile
-// with `go tool trace -pprof=sched`.
-func schedProfile(ctx context.Context, trace, out string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "tool", "trace", "-pprof=sched", trace)
+// traceProfile turns an execution trace into a profile with `go tool
+// trace -pprof=KIND`: sched, where goroutines waited to run once woken;
+// syscall, where they were blocked in system calls.
+func traceProfile(ctx context.Context, trace, kind, out string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "tool", "trace", "-pprof="+kind, trace)
 	f, err := os.Create(out)
 	if err != nil {
 		return "", err
