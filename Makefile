@@ -149,5 +149,5 @@ soak: ## The e2e random fault schedules for E2E_SOAK each (LOGHOUSE_E2E_SEED rep
 COMPARE_FLAGS ?=
 
 .PHONY: compare
-compare: ## Loghouse beside raw baselines and NATS JetStream on this machine (bench/; short mode, about 9 minutes on the 2-core VM, writes bench/REPORT.md; COMPARE_FLAGS=-mode full for the long run).
+compare: ## Loghouse beside raw baselines and NATS JetStream on this machine (bench/; short mode, about 12 minutes on the 2-core VM, the page cache fill included, writes bench/REPORT.md; COMPARE_FLAGS=-mode full for the long run).
 	cd bench && $(GO) run ./cmd/compare $(COMPARE_FLAGS)

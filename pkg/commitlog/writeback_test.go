@@ -3,6 +3,7 @@ package commitlog
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -190,7 +191,7 @@ func TestWritebackFailureOnlyStopsIt(t *testing.T) {
 // TestStartWritebackOnAFile: vfs.OS's files start writeback of a written
 // range and reject a bad one with an error that names the file.
 func TestStartWritebackOnAFile(t *testing.T) {
-	name := t.TempDir() + "/f"
+	name := filepath.Join(t.TempDir(), "f")
 	f, err := vfs.OS{}.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := options{args: args}
-	fs.StringVar(&o.mode, "mode", "short", "short (256 B records, a smaller log: about 9 minutes on a 2-core VM) or full (64 B, 256 B and 4 KiB records, longer runs)")
+	fs.StringVar(&o.mode, "mode", "short", "short (256 B records, a smaller log: about 12 minutes on a 2-core VM) or full (64 B, 256 B and 4 KiB records, longer runs)")
 	rounds := fs.Int("rounds", 0, "rounds (default: 3 short, 5 full)")
 	duration := fs.Duration("duration", 0, "measured period of each workload (default: 1s short, 5s full)")
 	unaryDuration := fs.Duration("unary-duration", 0, "measured period of each unary workload (default: -duration or 3s, whichever is longer): one producer makes one or two thousand requests a second, and the p99 of one second would rest on its ten slowest")

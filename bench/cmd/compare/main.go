@@ -3,7 +3,7 @@
 //
 // Run it from bench/:
 //
-//	go run ./cmd/compare                # short mode: about 9 minutes on a 2-core VM, writes REPORT.md
+//	go run ./cmd/compare                # short mode: about 12 minutes on a 2-core VM, writes REPORT.md
 //	go run ./cmd/compare -mode full     # 64 B, 256 B and 4 KiB records, longer runs
 //
 // It builds loghoused, makes a CA and certificates, and then, for each of

@@ -22,7 +22,7 @@ import (
 // 3.6–4.9 s into free memory that had been handed back, 0.47–0.62 s with
 // the page cache full, and 0.43 s into memory freed just before. A sync =
 // none Loghouse node at 64 producers wrote 0.97M records/s into free
-// memory and 1.77M with the page cache full (2026-11-27); the gRPC
+// memory and 1.55M with the page cache full (2026-11-27); the gRPC
 // baseline, which writes nothing, did not move.
 //
 // So compare, by default, keeps the page cache full: before each system

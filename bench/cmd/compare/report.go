@@ -207,7 +207,7 @@ func pageCacheNote(mode string) string {
   the 2-core VM does within seconds), the first write to such a page faults in the hypervisor:
   there, dd of 2 GiB into the page cache took 3.6–4.9 s into free memory and 0.47–0.62 s with the
   page cache full, and a ` + "`sync = none`" + ` node at 64 producers wrote 0.97M records/s into free memory
-  and 1.77M with the page cache full, while the gRPC baseline, which writes nothing, did not move
+  and 1.55M with the page cache full, while the gRPC baseline, which writes nothing, did not move
   (2026-11-27).
 `
 	if mode == "free" {
@@ -215,7 +215,7 @@ func pageCacheNote(mode string) string {
 			"  as on a machine that has just booted, not into a full page cache as a long-running server does." + why
 	}
 	return "- Page cache: **full** (`-page-cache full`, the default): before each system runs, compare tops the\n" +
-		"  page cache up with a sparse scratch file it reads, until 512 MiB are free, and keeps it to the end,\n" +
+		fmt.Sprintf("  page cache up with a sparse scratch file it reads, until %d MiB are free, and keeps it to the end,\n", pageCacheSlack>>20) +
 		"  so that every system writes into memory the kernel reclaims from the page cache, as on a server\n" +
 		"  that has been running for a while (`-page-cache free` measures the other state)." + why
 }
@@ -325,11 +325,8 @@ func machine() string {
 		kernel = "Linux " + strings.TrimSpace(string(b))
 	}
 	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
-		}
+	if total := memInfo("MemTotal"); total > 0 {
+		mem = fmt.Sprintf(", %.0f GiB RAM", float64(total)/(1<<30))
 	}
 	return fmt.Sprintf("%d × %s (nproc %d)%s, %s, %s/%s, %s", runtime.NumCPU(), cpu, runtime.NumCPU(), mem, kernel, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
